@@ -113,7 +113,8 @@ typedef struct tfla_mlstm_fwd_params {
  *            ignored for SIG with normalize=0);
  *            dh (B,H,S,Dv) (x), required; dc_last (B,H,Dk,Dv), dn_last (B,H,Dk) f32, optional (absent = 0).
  *   outputs: dq, dk (B,H,S,Dk) (x), dv (B,H,S,Dv) (x), digate, dfgate (B,H,S) (g): each optional, computed
- *            when given; dc0 (B,H,Dk,Dv), dn0 (B,H,Dk) f32, optional (zero when c0/n0 was absent).
+ *            when given; dc0 (B,H,Dk,Dv), dn0 (B,H,Dk) f32, optional: the gradient with respect to the initial
+ *            state, also when c0/n0 was absent (then it is the gradient at the zero state).
  */
 typedef struct tfla_mlstm_bwd_params {
   tfla_mlstm_problem problem;

@@ -34,7 +34,7 @@ const char* last_error_cstr() { return g_last_error.c_str(); }
 
 namespace {
 
-tfla_status no_cuda(const char* fn) {
+[[maybe_unused]] tfla_status no_cuda(const char* fn) {
   return fail(TFLA_ERROR_NOT_SUPPORTED,
               "%s: problem.device_type is TFLA_DEVICE_CUDA but this build of tfla has no CUDA backend "
               "(configure with -DTFLA_CUDA=ON on a machine with the CUDA toolkit)", fn);

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# One call on a GPU machine: build the CUDA backend, run the hardware-layer tests, the GPU grid against
+# the fp64 references, compute-sanitizer (memcheck, racecheck) on small cases, and the benchmark against
+# the Triton reference (if its wheels are in .peers/); print a short summary table last.
+# Results land in $OUT (the device tool's output folder) or ./gpu-out.
+#   usage: bash scripts/gpu_check.sh [all|test|bench]      (default all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:-all}
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+BUILD=build/cuda-h100
+JOBS=$(nproc)
+summary=()
+
+echo "== device"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/device.txt"
+nvcc --version | tail -2 | tee -a "$OUT/device.txt"
+date -u +%Y-%m-%dT%H:%M:%SZ | tee -a "$OUT/device.txt"
+git rev-parse --short HEAD 2>/dev/null | tee -a "$OUT/device.txt"
+
+echo "== build ($JOBS jobs)"
+t0=$(date +%s)
+if ! { cmake --preset cuda-h100 -DTFLA_BUILD_TESTS=ON >"$OUT/build.log" 2>&1 &&
+       cmake --build "$BUILD" -j "$JOBS" >>"$OUT/build.log" 2>&1; }; then
+  grep -E "error|Error" "$OUT/build.log" | head -40
+  echo "BUILD FAILED"
+  exit 1
+fi
+echo "built in $(( $(date +%s) - t0 )) s"
+
+if [ "$MODE" = all ] || [ "$MODE" = test ]; then
+  echo "== hardware-layer tests"
+  "$BUILD/tests/tfla_test_hw" --gtest_brief=1 --gtest_output=json:"$OUT/test_hw.json" 2>&1 | tail -5
+  summary+=("hw-layer tests: $(python3 -c "import json;d=json.load(open('$OUT/test_hw.json'));print(d['tests']-d['failures'],'passed,',d['failures'],'failed')" 2>/dev/null || echo 'no result')")
+
+  echo "== GPU grid vs fp64 reference ($JOBS shards)"
+  t0=$(date +%s)
+  for i in $(seq 0 $((JOBS - 1))); do
+    GTEST_TOTAL_SHARDS=$JOBS GTEST_SHARD_INDEX=$i "$BUILD/tests/tfla_test_cuda" --gtest_brief=1 \
+      --gtest_output=json:"$OUT/test_cuda_$i.json" >"$OUT/test_cuda_$i.log" 2>&1 &
+  done
+  wait
+  cat "$OUT"/test_cuda_*.log > "$OUT/test_cuda.log"
+  grep -E "Failure|FAILED|error|Expected|Which is|actual|max\|" "$OUT/test_cuda.log" | head -60
+  res=$(python3 - "$OUT" <<'PY'
+import json, glob, sys
+t = f = 0
+for p in glob.glob(sys.argv[1] + "/test_cuda_*.json"):
+    d = json.load(open(p)); t += d["tests"]; f += d["failures"]
+print(f"{t - f} passed, {f} failed")
+PY
+)
+  echo "grid: $res in $(( $(date +%s) - t0 )) s"
+  summary+=("GPU grid vs fp64 reference: $res")
+
+  echo "== compute-sanitizer"
+  small='*Grid*B3H5S100K64V64*:CudaBackend.RejectsWhatItCannotRun'
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool --error-exitcode 99 "$BUILD/tests/tfla_test_cuda" --gtest_brief=1 \
+      --gtest_filter="*Grid*exp_B3H5S100K64V64*" >"$OUT/sanitizer_$tool.log" 2>&1
+    rc=$?
+    tail -3 "$OUT/sanitizer_$tool.log"
+    summary+=("compute-sanitizer $tool: exit $rc ($(grep -c 'ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards' "$OUT/sanitizer_$tool.log") clean summaries)")
+  done
+fi
+
+if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
+  echo "== benchmark: tfla vs Triton reference, H=16 Dk=128 Dv=256, 65536 tokens, bf16"
+  PEERS=""
+  if ls .peers/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/peers .peers/*.whl && PEERS=/tmp/peers
+  fi
+  : >"$OUT/bench.jsonl"
+  for S in 1024 16384 65536; do
+    B=$((65536 / S))
+    for L in 128 256; do
+      for v in "sig --normalize 0 --gate-dtype bf16" "exp --gate-dtype f32"; do
+        check="--no-check"; [ "$S" -le 1024 ] && check="--check"
+        "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 --dv 256 --chunk $L \
+          --dtype bf16 --reps 30 --warmup 5 $check --json --no-header 2>>"$OUT/bench.err" | tee -a "$OUT/bench.jsonl"
+      done
+    done
+    if [ -n "$PEERS" ]; then
+      for v in "sig --normalize 0" "exp"; do
+        PYTHONPATH=$PEERS timeout 300 python3 bench/peers/triton_mlstm.py --variant $v -S $S --chunk 128 \
+          2>>"$OUT/bench.err" | tee -a "$OUT/bench.jsonl"
+      done
+    fi
+  done
+  python3 bench/summarize.py "$OUT/bench.jsonl" | tee "$OUT/bench_table.md"
+fi
+
+echo
+echo "== summary"
+for s in "${summary[@]}"; do echo "$s"; done
+[ -f "$OUT/bench_table.md" ] && cat "$OUT/bench_table.md"

@@ -1,0 +1,102 @@
+# Shared setup of scripts/bench.sh and scripts/test.sh (sourced, not run).
+# SPDX-License-Identifier: Apache-2.0
+
+TFLA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Run a command and print it first.
+run() {
+  printf '+ %s\n' "$*"
+  "$@"
+}
+
+# The CUDA toolkit is often installed without being on PATH.
+find_nvcc() {
+  if command -v nvcc >/dev/null 2>&1; then
+    command -v nvcc
+  elif [ -x /usr/local/cuda/bin/nvcc ]; then
+    echo /usr/local/cuda/bin/nvcc
+  fi
+}
+
+# 0 when nvidia-smi lists at least one GPU.
+have_gpu() {
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '
+}
+
+# 0 when GoogleTest (libgtest-dev) is installed.
+have_gtest() {
+  dpkg -s libgtest-dev >/dev/null 2>&1 && return 0
+  compgen -G '/usr/lib/*/cmake/GTest' >/dev/null || compgen -G '/usr/lib/cmake/GTest' >/dev/null ||
+    compgen -G '/usr/local/lib*/cmake/GTest' >/dev/null
+}
+
+# Install what a fresh Debian/Ubuntu machine lacks (cmake, g++, make, libgtest-dev) with apt-get, only when
+# something is missing. $1 = 1: GoogleTest is required (test.sh); 0: it is optional (bench.sh), and
+# HAVE_GTEST tells whether it is there.
+ensure_build_tools() {
+  local gtest_required="${1:-1}"
+  local missing=()
+  command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  have_gtest || missing+=(libgtest-dev)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing missing build tools: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo=(sudo -n); fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+      say "apt-get not found: install ${missing[*]} with your package manager"
+    elif ! { run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+             run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+               "${missing[@]}"; }; then
+      say "apt-get could not install ${missing[*]} (no root, or no network)"
+    fi
+  else
+    say "build tools present: cmake, g++, make, libgtest-dev"
+  fi
+  local tool
+  for tool in cmake g++ make; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is missing: install it (Debian/Ubuntu: apt-get install cmake g++ make)"
+  done
+  HAVE_GTEST=1
+  if ! have_gtest; then
+    HAVE_GTEST=0
+    [ "$gtest_required" = 1 ] && die "GoogleTest is missing: install it (Debian/Ubuntu: apt-get install libgtest-dev)"
+    say "GoogleTest is missing: building without the tests (only scripts/test.sh needs them)"
+  fi
+  # CMakePresets.json (version 6) needs CMake >= 3.25.
+  local v
+  v="$(cmake --version | head -n1 | sed 's/[^0-9.]*//g')"
+  if ! printf '3.25.0\n%s\n' "$v" | sort -V -C; then
+    die "CMake $v is too old: tfla needs CMake >= 3.25 (Debian 12 / Ubuntu 24.04 have it; or 'pip install cmake')"
+  fi
+}
+
+# Parallel build jobs: all cores.
+build_jobs() { nproc 2>/dev/null || echo 2; }
+
+# Configure and build one preset: build_preset PRESET [CMAKE_CONFIGURE_ARGS...] [-- TARGETS...]
+# (all targets when none are given). A configured build directory is reused (incremental).
+build_preset() {
+  local preset="$1"
+  shift
+  local cfg=() targets=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do cfg+=("$1"); shift; done
+  if [ $# -gt 0 ]; then shift; fi
+  if [ $# -gt 0 ]; then targets=(--target "$@"); fi
+  say "configuring and building preset '$preset' (build/$preset)"
+  run cmake --preset "$preset" -Wno-dev "${cfg[@]}"
+  run cmake --build --preset "$preset" -j "$(build_jobs)" "${targets[@]}"
+}
+
+# Make nvcc visible to CMake when it is installed but not on PATH.
+export_cuda_compiler() {
+  local nvcc
+  nvcc="$(find_nvcc)"
+  if [ -n "$nvcc" ] && [ -z "${CUDACXX:-}" ]; then
+    export CUDACXX="$nvcc"
+  fi
+}

@@ -1,0 +1,56 @@
+// The one argument block every kernel of the portable path receives (by value, ~0.6 KB of the 4 KB
+// kernel-parameter space): user tensors as given (strided), sizes, options, and workspace pointers.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <cstdint>
+
+#include "tfla/tfla.h"
+
+namespace tfla::cuda {
+
+struct Args {
+  int B, H, S, Dk, Dv;
+  int L;   // chunk size (multiple of 64)
+  int NC;  // number of chunks, ceil(S / L)
+  int variant, normalize;
+  float scale, eps;
+
+  // user tensors (fwd and bwd; absent = data NULL)
+  tfla_tensor q, k, v, igate, fgate, c0, n0, m0;
+  tfla_tensor h, c_last, n_last, m_last, m_token, den_token;
+  tfla_tensor dh, dc_last, dn_last, dq, dk, dv, digate, dfgate, dc0, dn0;
+
+  // workspace (fp32). Per token (B*H*S, index (b*H + h)*S + t):
+  float* bcum;     // b_tau: inclusive cumulative log forget gate within the chunk
+  float* iota;     // log input gate
+  float* mtok;     // m_t (0 for sig)
+  float* inv_den;  // 1 / (den_t + eps) (1 for sig without normalization); backward only
+  // Per chunk boundary (B*H*(NC+1)):
+  float* mhat;     // m^_c, c = 0..NC (m^_NC = m_last)
+  // States (B*H*(NC+1)*Dk*Dv and B*H*(NC+1)*Dk): forward C^_c, n^_c before chunk c (slot NC = final);
+  // backward adjoints dC^_c, dn^_c (slot c + 1 is the adjoint after chunk c).
+  float* cstates;
+  float* nstates;
+  float* dcstates;
+  float* dnstates;
+  // Backward per-token partial dot products, one per 64-wide Dk tile: (B*H*S, nDkTiles).
+  float* qdq;
+  float* kdk;
+  // <dc_last, C_last> + <dn_last, n_last> partials per (b,h, state tile): (B*H, nDkTiles*nDvTiles + nDkTiles).
+  float* statedot;
+};
+
+__host__ __device__ inline int cdiv(int a, int b) { return (a + b - 1) / b; }
+
+// Element offset of (b, h, t, d) of a (B,H,S,D) tensor / (b, h, t) of a (B,H,S) tensor / etc.
+__device__ __forceinline__ int64_t off4(const tfla_tensor& t, int64_t a, int64_t b, int64_t c, int64_t d) {
+  return a * t.stride[0] + b * t.stride[1] + c * t.stride[2] + d * t.stride[3];
+}
+__device__ __forceinline__ int64_t off3(const tfla_tensor& t, int64_t a, int64_t b, int64_t c) {
+  return a * t.stride[0] + b * t.stride[1] + c * t.stride[2];
+}
+__device__ __forceinline__ int64_t off2(const tfla_tensor& t, int64_t a, int64_t b) {
+  return a * t.stride[0] + b * t.stride[1];
+}
+
+}  // namespace tfla::cuda

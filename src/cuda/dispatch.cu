@@ -1,0 +1,274 @@
+// The CUDA backend: checks the limits of the portable path, lays out the workspace, and queues the
+// kernels of the forward and the backward on the caller's stream. No allocation, no host sync: the
+// calls are capturable in a CUDA graph.
+//
+// Path selection lives here: today every GPU of compute capability >= 8.0 runs the portable path
+// (mma.sync, sm_80); a Hopper path (wgmma/TMA, sm_90a) will be chosen here per device.
+//
+// Forward : prepare_gates -> chunk_states (C^_c for every chunk) -> intra_chunk_output (h).
+// Backward: prepare_gates -> chunk_states (recompute) -> chunk_states reverse (dC^_c) ->
+//           intra_chunk_dq, intra_chunk_dk, intra_chunk_dv -> gate_grads.
+// SPDX-License-Identifier: Apache-2.0
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/backend.hpp"
+#include "core/dtype.hpp"
+#include "core/status.hpp"
+#include "cuda/launch.cuh"
+
+namespace tfla::cuda {
+namespace {
+
+constexpr int kTileSize = 64;
+
+size_t align_up(size_t x) { return (x + 255) & ~static_cast<size_t>(255); }
+
+// Workspace carve-out; with base == nullptr it only counts bytes.
+struct Carver {
+  char* base;
+  size_t used = 0;
+  float* take(size_t n_floats) {
+    float* p = base ? reinterpret_cast<float*>(base + used) : nullptr;
+    used += align_up(n_floats * sizeof(float));
+    return p;
+  }
+};
+
+int64_t n_chunks(const tfla_mlstm_problem& p) { return (p.seq_len + p.chunk_size - 1) / p.chunk_size; }
+
+void layout(const tfla_mlstm_problem& p, bool backward, void* ws, Args* a, size_t* bytes) {
+  Carver cv{static_cast<char*>(ws)};
+  const size_t bh = static_cast<size_t>(p.batch * p.heads), S = p.seq_len, NC = n_chunks(p);
+  const size_t Dk = p.dim_qk, Dv = p.dim_v;
+  const size_t n_dk = (Dk + kTileSize - 1) / kTileSize, n_dv = (Dv + kTileSize - 1) / kTileSize;
+  Args tmp{};
+  Args& w = a ? *a : tmp;
+  w.bcum = cv.take(bh * S);
+  w.iota = cv.take(bh * S);
+  w.mtok = cv.take(bh * S);
+  w.mhat = cv.take(bh * (NC + 1));
+  w.cstates = cv.take(bh * (NC + 1) * Dk * Dv);
+  w.nstates = cv.take(bh * (NC + 1) * Dk);
+  if (backward) {
+    w.inv_den = cv.take(bh * S);
+    w.dcstates = cv.take(bh * (NC + 1) * Dk * Dv);
+    w.dnstates = cv.take(bh * (NC + 1) * Dk);
+    w.qdq = cv.take(bh * S * n_dk);
+    w.kdk = cv.take(bh * S * n_dk);
+    w.statedot = cv.take(bh * n_dk * n_dv);
+  }
+  if (bytes) *bytes = cv.used;
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Limits of the portable path beyond the API's own validation.
+tfla_status check_matrix(const char* fn, const char* name, const tfla_tensor& t) {
+  if (!t.data) return TFLA_SUCCESS;
+  const int64_t vec = 16 / static_cast<int64_t>(dtype_size(t.dtype));
+  if (t.stride[3] != 1)
+    return fail(TFLA_ERROR_NOT_SUPPORTED, "%s: %s must have a contiguous last dimension (stride[3] == 1) on CUDA; got %lld",
+                fn, name, static_cast<long long>(t.stride[3]));
+  for (int d = 0; d < 3; ++d)
+    if (t.stride[d] % vec != 0)
+      return fail(TFLA_ERROR_NOT_SUPPORTED, "%s: %s stride[%d] = %lld must be a multiple of %lld elements (16 bytes) on CUDA",
+                  fn, name, d, static_cast<long long>(t.stride[d]), static_cast<long long>(vec));
+  if (!aligned16(t.data)) return fail(TFLA_ERROR_NOT_SUPPORTED, "%s: %s must be 16-byte aligned on CUDA", fn, name);
+  return TFLA_SUCCESS;
+}
+
+tfla_status check_pointer(const char* fn, const char* name, const void* ptr, int device) {
+  if (!ptr) return TFLA_SUCCESS;
+  cudaPointerAttributes attr{};
+  const cudaError_t e = cudaPointerGetAttributes(&attr, ptr);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return fail(TFLA_ERROR_INVALID_ARGUMENT, "%s: %s is not a pointer CUDA knows (%s)", fn, name, cudaGetErrorString(e));
+  }
+  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
+    return fail(TFLA_ERROR_INVALID_ARGUMENT, "%s: %s is host memory, but problem.device_type is CUDA", fn, name);
+  if (attr.type == cudaMemoryTypeDevice && attr.device != device)
+    return fail(TFLA_ERROR_INVALID_ARGUMENT, "%s: %s lives on CUDA device %d, but problem.device_index is %d", fn, name,
+                attr.device, device);
+  return TFLA_SUCCESS;
+}
+
+tfla_status check_problem(const char* fn, const tfla_mlstm_problem& p) {
+  if (p.chunk_size % kTileSize != 0)
+    return fail(TFLA_ERROR_NOT_SUPPORTED,
+                "%s: the CUDA backend needs problem.chunk_size to be a multiple of %d (got %lld); S itself may be any "
+                "length", fn, kTileSize, static_cast<long long>(p.chunk_size));
+  if (p.dim_qk % 8 != 0 || p.dim_v % 8 != 0)
+    return fail(TFLA_ERROR_NOT_SUPPORTED, "%s: the CUDA backend needs dim_qk and dim_v to be multiples of 8 (got %lld, %lld)",
+                fn, static_cast<long long>(p.dim_qk), static_cast<long long>(p.dim_v));
+  if (p.batch * p.heads > 65535)
+    return fail(TFLA_ERROR_NOT_SUPPORTED, "%s: batch * heads = %lld exceeds 65535 on the CUDA backend", fn,
+                static_cast<long long>(p.batch * p.heads));
+  if (p.seq_len > (int64_t{1} << 30) / 64)
+    return fail(TFLA_ERROR_NOT_SUPPORTED, "%s: seq_len %lld is too long for the CUDA backend", fn, static_cast<long long>(p.seq_len));
+  return TFLA_SUCCESS;
+}
+
+// Make problem.device_index current for the duration of a call, restoring the caller's device.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&prev_) != cudaSuccess) prev_ = -1;
+    if (prev_ != device) ok_ = cudaSetDevice(device) == cudaSuccess;
+  }
+  ~DeviceGuard() {
+    if (prev_ >= 0 && ok_) (void)cudaSetDevice(prev_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  int prev_ = -1;
+  bool ok_ = true;
+};
+
+Args make_args(const tfla_mlstm_problem& p) {
+  Args a{};
+  a.B = static_cast<int>(p.batch);
+  a.H = static_cast<int>(p.heads);
+  a.S = static_cast<int>(p.seq_len);
+  a.Dk = static_cast<int>(p.dim_qk);
+  a.Dv = static_cast<int>(p.dim_v);
+  a.L = static_cast<int>(p.chunk_size);
+  a.NC = static_cast<int>(n_chunks(p));
+  a.variant = p.variant;
+  a.normalize = p.normalize;
+  a.scale = p.scale;
+  a.eps = p.eps;
+  return a;
+}
+
+#define TFLA_CUDA_TRY(fn, what, expr)                                                                   \
+  do {                                                                                                 \
+    const cudaError_t e_ = (expr);                                                                     \
+    if (e_ != cudaSuccess) return fail(TFLA_ERROR_CUDA, "%s: %s failed: %s", fn, what, cudaGetErrorString(e_)); \
+  } while (0)
+
+template <class G>
+tfla_status run_gates(const char* fn, KernelId id, const Args& a, cudaStream_t s) {
+  if (id == KernelId::kPrepareGatesFwd) TFLA_CUDA_TRY(fn, "prepare_gates", (launch<KernelId::kPrepareGatesFwd, G>(a, s)));
+  if (id == KernelId::kPrepareGatesBwd) TFLA_CUDA_TRY(fn, "prepare_gates", (launch<KernelId::kPrepareGatesBwd, G>(a, s)));
+  if (id == KernelId::kGateGrads) TFLA_CUDA_TRY(fn, "gate_grads", (launch<KernelId::kGateGrads, G>(a, s)));
+  return TFLA_SUCCESS;
+}
+
+tfla_status gates(const char* fn, KernelId id, int32_t dtype, const Args& a, cudaStream_t s) {
+  switch (dtype) {
+    case TFLA_DTYPE_F32: return run_gates<float>(fn, id, a, s);
+    case TFLA_DTYPE_BF16: return run_gates<__nv_bfloat16>(fn, id, a, s);
+    default: return run_gates<__half>(fn, id, a, s);
+  }
+}
+
+template <class T>
+tfla_status run_forward(const Args& a, cudaStream_t s) {
+  const char* fn = "tfla_mlstm_fwd";
+  TFLA_CUDA_TRY(fn, "chunk_states", (launch<KernelId::kStatesFwd, T>(a, s)));
+  TFLA_CUDA_TRY(fn, "intra_chunk_output", (launch<KernelId::kOutput, T>(a, s)));
+  return TFLA_SUCCESS;
+}
+
+template <class T>
+tfla_status run_backward(const Args& a, bool need_dq, bool need_dk, bool need_dv, cudaStream_t s) {
+  const char* fn = "tfla_mlstm_bwd";
+  TFLA_CUDA_TRY(fn, "chunk_states", (launch<KernelId::kStatesFwd, T>(a, s)));
+  TFLA_CUDA_TRY(fn, "chunk_states (reverse)", (launch<KernelId::kStatesBwd, T>(a, s)));
+  if (need_dq) TFLA_CUDA_TRY(fn, "intra_chunk_dq", (launch<KernelId::kDq, T>(a, s)));
+  if (need_dk) TFLA_CUDA_TRY(fn, "intra_chunk_dk", (launch<KernelId::kDk, T>(a, s)));
+  if (need_dv) TFLA_CUDA_TRY(fn, "intra_chunk_dv", (launch<KernelId::kDv, T>(a, s)));
+  return TFLA_SUCCESS;
+}
+
+template <class Run>
+tfla_status by_dtype(int32_t dtype, Run&& run) {
+  switch (dtype) {
+    case TFLA_DTYPE_F32: return run(float{});
+    case TFLA_DTYPE_BF16: return run(__nv_bfloat16{});
+    default: return run(__half{});
+  }
+}
+
+}  // namespace
+
+int64_t default_chunk_size(const tfla_mlstm_problem&) { return 128; }
+
+tfla_status fwd_workspace_size(const tfla_mlstm_fwd_params& p, size_t* bytes) {
+  TFLA_TRY(check_problem("tfla_mlstm_fwd", p.problem));
+  layout(p.problem, false, nullptr, nullptr, bytes);
+  return TFLA_SUCCESS;
+}
+
+tfla_status bwd_workspace_size(const tfla_mlstm_bwd_params& p, size_t* bytes) {
+  TFLA_TRY(check_problem("tfla_mlstm_bwd", p.problem));
+  layout(p.problem, true, nullptr, nullptr, bytes);
+  return TFLA_SUCCESS;
+}
+
+tfla_status fwd(const tfla_mlstm_fwd_params& p, void* workspace, size_t, void* stream) {
+  const char* fn = "tfla_mlstm_fwd";
+  TFLA_TRY(check_problem(fn, p.problem));
+  const struct { const char* n; const tfla_tensor& t; } mats[] = {{"q", p.q}, {"k", p.k}, {"v", p.v}, {"h", p.h}};
+  for (const auto& m : mats) TFLA_TRY(check_matrix(fn, m.n, m.t));
+  DeviceGuard guard(p.problem.device_index);
+  if (!guard.ok()) return fail(TFLA_ERROR_CUDA, "%s: cannot select CUDA device %d", fn, p.problem.device_index);
+  const struct { const char* n; const void* ptr; } ptrs[] = {
+      {"q", p.q.data}, {"k", p.k.data}, {"v", p.v.data}, {"igate", p.igate.data}, {"fgate", p.fgate.data},
+      {"c0", p.c0.data}, {"n0", p.n0.data}, {"m0", p.m0.data}, {"h", p.h.data}, {"c_last", p.c_last.data},
+      {"n_last", p.n_last.data}, {"m_last", p.m_last.data}, {"m_token", p.m_token.data},
+      {"den_token", p.den_token.data}, {"workspace", workspace}};
+  for (const auto& x : ptrs) TFLA_TRY(check_pointer(fn, x.n, x.ptr, p.problem.device_index));
+
+  Args a = make_args(p.problem);
+  a.q = p.q; a.k = p.k; a.v = p.v; a.igate = p.igate; a.fgate = p.fgate;
+  a.c0 = p.c0; a.n0 = p.n0; a.m0 = p.m0;
+  a.h = p.h; a.c_last = p.c_last; a.n_last = p.n_last; a.m_last = p.m_last;
+  a.m_token = p.m_token; a.den_token = p.den_token;
+  layout(p.problem, false, workspace, &a, nullptr);
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  TFLA_TRY(gates(fn, KernelId::kPrepareGatesFwd, p.igate.dtype, a, s));
+  return by_dtype(p.q.dtype, [&](auto t) { return run_forward<decltype(t)>(a, s); });
+}
+
+tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* stream) {
+  const char* fn = "tfla_mlstm_bwd";
+  TFLA_TRY(check_problem(fn, p.problem));
+  const struct { const char* n; const tfla_tensor& t; } mats[] = {
+      {"q", p.q}, {"k", p.k}, {"v", p.v}, {"dh", p.dh}, {"dq", p.dq}, {"dk", p.dk}, {"dv", p.dv}};
+  for (const auto& m : mats) TFLA_TRY(check_matrix(fn, m.n, m.t));
+  DeviceGuard guard(p.problem.device_index);
+  if (!guard.ok()) return fail(TFLA_ERROR_CUDA, "%s: cannot select CUDA device %d", fn, p.problem.device_index);
+  const struct { const char* n; const void* ptr; } ptrs[] = {
+      {"q", p.q.data}, {"k", p.k.data}, {"v", p.v.data}, {"igate", p.igate.data}, {"fgate", p.fgate.data},
+      {"c0", p.c0.data}, {"n0", p.n0.data}, {"m0", p.m0.data}, {"m_token", p.m_token.data},
+      {"den_token", p.den_token.data}, {"dh", p.dh.data}, {"dc_last", p.dc_last.data}, {"dn_last", p.dn_last.data},
+      {"dq", p.dq.data}, {"dk", p.dk.data}, {"dv", p.dv.data}, {"digate", p.digate.data}, {"dfgate", p.dfgate.data},
+      {"dc0", p.dc0.data}, {"dn0", p.dn0.data}, {"workspace", workspace}};
+  for (const auto& x : ptrs) TFLA_TRY(check_pointer(fn, x.n, x.ptr, p.problem.device_index));
+
+  Args a = make_args(p.problem);
+  a.q = p.q; a.k = p.k; a.v = p.v; a.igate = p.igate; a.fgate = p.fgate;
+  a.c0 = p.c0; a.n0 = p.n0; a.m0 = p.m0;
+  a.m_token = p.m_token; a.den_token = p.den_token;
+  a.dh = p.dh; a.dc_last = p.dc_last; a.dn_last = p.dn_last;
+  a.dq = p.dq; a.dk = p.dk; a.dv = p.dv; a.digate = p.digate; a.dfgate = p.dfgate;
+  a.dc0 = p.dc0; a.dn0 = p.dn0;
+  layout(p.problem, true, workspace, &a, nullptr);
+  const bool need_gates = p.digate.data || p.dfgate.data;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  TFLA_TRY(gates(fn, KernelId::kPrepareGatesBwd, p.igate.dtype, a, s));
+  TFLA_TRY(by_dtype(p.q.dtype, [&](auto t) {
+    return run_backward<decltype(t)>(a, p.dq.data || p.dfgate.data, p.dk.data || need_gates, p.dv.data != nullptr, s);
+  }));
+  if (need_gates) TFLA_TRY(gates(fn, KernelId::kGateGrads, p.igate.dtype, a, s));
+  return TFLA_SUCCESS;
+}
+
+}  // namespace tfla::cuda

@@ -1,0 +1,44 @@
+// Definition of launch<K, T>; included only by the generated instantiation files.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include "cuda/kernels/chunk_states.cuh"
+#include "cuda/kernels/chunk_tiles.cuh"
+#include "cuda/kernels/gates.cuh"
+#include "cuda/launch.cuh"
+
+namespace tfla::cuda {
+
+template <class Kernel>
+cudaError_t launch_with_smem(Kernel kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const Args& a) {
+  if (smem > 48 * 1024) {
+    // Opt in to more than 48 KB of dynamic shared memory (a host-side attribute, no stream work).
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+  }
+  kernel<<<grid, block, smem, stream>>>(a);
+  return cudaGetLastError();
+}
+
+template <KernelId K, class T>
+cudaError_t launch(const Args& a, cudaStream_t stream) {
+  const unsigned bh = static_cast<unsigned>(a.B * a.H);
+  const unsigned n_dk = cdiv(a.Dk, kTile), n_dv = cdiv(a.Dv, kTile), n_seq = cdiv(a.S, kTile);
+  if constexpr (K == KernelId::kPrepareGatesFwd || K == KernelId::kPrepareGatesBwd) {
+    prepare_gates_kernel<T><<<bh, 32, 0, stream>>>(a, K == KernelId::kPrepareGatesBwd ? 1 : 0);
+    return cudaGetLastError();
+  } else if constexpr (K == KernelId::kGateGrads) {
+    gate_grads_kernel<T><<<bh, 32, 0, stream>>>(a, static_cast<int>(n_dk), static_cast<int>(n_dk * n_dv));
+    return cudaGetLastError();
+  } else if constexpr (K == KernelId::kStatesFwd || K == KernelId::kStatesBwd) {
+    const size_t smem = 2 * kTile * kLd * sizeof(T) + kTile * sizeof(float);
+    return launch_with_smem(chunk_states_kernel<T, K == KernelId::kStatesBwd>, dim3(n_dk * n_dv, bh), dim3(kThreads),
+                            smem, stream, a);
+  } else {
+    constexpr int role = K == KernelId::kOutput ? kOutput : K == KernelId::kDq ? kDq : K == KernelId::kDk ? kDk : kDv;
+    const unsigned n_out = (role == kDq || role == kDk) ? n_dk : n_dv;
+    const size_t smem = 4 * kTile * kLd * sizeof(T) + 11 * kTile * sizeof(float);
+    return launch_with_smem(chunk_tiles_kernel<T, role>, dim3(n_out, n_seq, bh), dim3(kThreads), smem, stream, a);
+  }
+}
+
+}  // namespace tfla::cuda

@@ -1,0 +1,194 @@
+// Warp-level tile primitives of the portable kernels: operand fragments, a warp GEMM over shared-memory
+// tiles in either orientation, and global<->shared tile copies with conversion and zero fill.
+//
+// Every kernel works on 64x64 tiles held in shared memory with a padded row (kLd = 72 elements: the
+// 16-byte pad keeps ldmatrix rows in different banks). A warp owns 16 rows of a 64-row output tile.
+// For 16-bit inputs the GEMM uses mma.sync m16n8k16 (tensor cores, fp32 accumulation). For fp32 inputs
+// the same fragment interface is implemented with fp32 FMAs, so fp32 results are exact to fp32
+// rounding (TF32 would miss the spec's accuracy rule by two orders of magnitude).
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+#include <type_traits>
+
+#include "cuda/hw/mma.cuh"
+
+namespace tfla::cuda {
+
+constexpr int kTile = 64;      // tokens per sequence tile and head-dim elements per dim tile
+constexpr int kLd = kTile + 8; // shared-memory row length (elements)
+constexpr int kThreads = 128;  // 4 warps; warp w owns rows [16w, 16w+16) of a 64-row output tile
+
+template <class T> __device__ __forceinline__ float to_float(T x);
+template <> __device__ __forceinline__ float to_float<float>(float x) { return x; }
+template <> __device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <> __device__ __forceinline__ float to_float<__half>(__half x) { return __half2float(x); }
+
+template <class T> __device__ __forceinline__ T from_float(float x);
+template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+
+// ---------------------------------------------------------------------------------------------------
+// Fragments. FragA: a 16x16 A block (row r = lane/4 and r+8). FragB: a 16(k) x 8(n) B block.
+// Accumulator (float[4]): c0,c1 at (lane/4, 2*(lane%4) + {0,1}), c2,c3 at row + 8.
+template <class T> struct FragA { uint32_t r[4]; };
+template <class T> struct FragB { uint32_t r[2]; };
+template <> struct FragA<float> { float a[2][16]; };
+template <> struct FragB<float> { float b[2][16]; };
+
+// A block at (m0, k0) of a matrix stored s[m * ld + k] (K_MAJOR = true) or s[k * ld + m] (false).
+template <class T, bool K_MAJOR>
+__device__ __forceinline__ void load_a(FragA<T>& f, const T* s, int ld, int m0, int k0) {
+  const int lane = threadIdx.x & 31;
+  if constexpr (K_MAJOR) {
+    const int row = m0 + (lane & 7) + ((lane >> 3) & 1) * 8, col = k0 + (lane >> 4) * 8;
+    hw::ldmatrix_x4(f.r, s + row * ld + col);
+  } else {
+    const int mat = lane >> 3;
+    const int row = k0 + (lane & 7) + (mat >> 1) * 8, col = m0 + (mat & 1) * 8;
+    hw::ldmatrix_x4_trans(f.r, s + row * ld + col);
+  }
+}
+template <>
+__device__ __forceinline__ void load_a<float, true>(FragA<float>& f, const float* s, int ld, int m0, int k0) {
+  const int r = m0 + ((threadIdx.x & 31) >> 2);
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int k = 0; k < 16; ++k) f.a[i][k] = s[(r + 8 * i) * ld + k0 + k];
+}
+template <>
+__device__ __forceinline__ void load_a<float, false>(FragA<float>& f, const float* s, int ld, int m0, int k0) {
+  const int r = m0 + ((threadIdx.x & 31) >> 2);
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int k = 0; k < 16; ++k) f.a[i][k] = s[(k0 + k) * ld + r + 8 * i];
+}
+
+// B block at (k0, n0) of a matrix stored s[n * ld + k] (K_MAJOR = true) or s[k * ld + n] (false).
+template <class T, bool K_MAJOR>
+__device__ __forceinline__ void load_b(FragB<T>& f, const T* s, int ld, int n0, int k0) {
+  const int lane = threadIdx.x & 15;  // .x2: lanes 0..15 supply addresses (others mirror them)
+  if constexpr (K_MAJOR) {
+    hw::ldmatrix_x2(f.r, s + (n0 + (lane & 7)) * ld + k0 + (lane >> 3) * 8);
+  } else {
+    hw::ldmatrix_x2_trans(f.r, s + (k0 + (lane & 7) + (lane >> 3) * 8) * ld + n0);
+  }
+}
+template <>
+__device__ __forceinline__ void load_b<float, true>(FragB<float>& f, const float* s, int ld, int n0, int k0) {
+  const int c = n0 + 2 * (threadIdx.x & 3);
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int k = 0; k < 16; ++k) f.b[j][k] = s[(c + j) * ld + k0 + k];
+}
+template <>
+__device__ __forceinline__ void load_b<float, false>(FragB<float>& f, const float* s, int ld, int n0, int k0) {
+  const int c = n0 + 2 * (threadIdx.x & 3);
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int k = 0; k < 16; ++k) f.b[j][k] = s[(k0 + k) * ld + c + j];
+}
+
+template <class T>
+__device__ __forceinline__ void mma(float (&d)[4], const FragA<T>& a, const FragB<T>& b) {
+  if constexpr (sizeof(T) == 2 && std::is_same_v<T, __nv_bfloat16>) {
+    hw::mma_m16n8k16_bf16(d, a.r, b.r);
+  } else {
+    hw::mma_m16n8k16_f16(d, a.r, b.r);
+  }
+}
+template <>
+__device__ __forceinline__ void mma<float>(float (&d)[4], const FragA<float>& a, const FragB<float>& b) {
+#pragma unroll
+  for (int k = 0; k < 16; ++k) {
+    d[0] = fmaf(a.a[0][k], b.b[0][k], d[0]);
+    d[1] = fmaf(a.a[0][k], b.b[1][k], d[1]);
+    d[2] = fmaf(a.a[1][k], b.b[0][k], d[2]);
+    d[3] = fmaf(a.a[1][k], b.b[1][k], d[3]);
+  }
+}
+
+// acc(16 x 64) += A(rows m0..m0+15, K) * B(K, 64 columns), both from shared memory.
+template <class T, bool A_K_MAJOR, bool B_K_MAJOR>
+__device__ __forceinline__ void warp_gemm(float (&acc)[8][4], const T* sA, int m0, const T* sB, int K) {
+#pragma unroll 1
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    FragA<T> a;
+    load_a<T, A_K_MAJOR>(a, sA, kLd, m0, k0);
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      FragB<T> b;
+      load_b<T, B_K_MAJOR>(b, sB, kLd, nt * 8, k0);
+      mma<T>(acc[nt], a, b);
+    }
+  }
+}
+
+__device__ __forceinline__ void zero(float (&acc)[8][4]) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[nt][e] = 0.f;
+}
+
+// Row (within the 64-row tile) and column of accumulator element e of n-tile nt for this thread.
+__device__ __forceinline__ int acc_row(int warp, int e) { return warp * 16 + ((threadIdx.x & 31) >> 2) + (e >> 1) * 8; }
+__device__ __forceinline__ int acc_col(int nt, int e) { return nt * 8 + 2 * (threadIdx.x & 3) + (e & 1); }
+
+// ---------------------------------------------------------------------------------------------------
+// Global -> shared copies of a 64 x 64 tile. Rows beyond `rows` and columns beyond `cols` are zero.
+// `g` points at element (0, 0); rows are `row_stride` elements apart, columns contiguous.
+// Requires cols % 8 == 0, 16-byte aligned rows (checked by the dispatcher).
+template <class T>
+__device__ __forceinline__ void load_tile_async(T* s, const T* g, int64_t row_stride, int rows, int cols) {
+  constexpr int kVec = 16 / sizeof(T);          // elements per 16-byte vector
+  constexpr int kVecsPerRow = kTile / kVec;
+  for (int idx = threadIdx.x; idx < kTile * kVecsPerRow; idx += kThreads) {
+    const int r = idx / kVecsPerRow, c = (idx % kVecsPerRow) * kVec;
+    const bool ok = r < rows && c < cols;
+    const T* src = ok ? g + r * row_stride + c : g;
+    hw::cp_async_16(s + r * kLd + c, src, ok ? 16 : 0);
+  }
+}
+
+// fp32 workspace tile (row stride `row_stride`) -> shared tile of T, with zero fill.
+template <class T>
+__device__ __forceinline__ void load_tile_f32(T* s, const float* g, int64_t row_stride, int rows, int cols) {
+  for (int idx = threadIdx.x; idx < kTile * kTile / 4; idx += kThreads) {
+    const int r = idx / (kTile / 4), c = (idx % (kTile / 4)) * 4;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (r < rows && c < cols) v = *reinterpret_cast<const float4*>(g + r * row_stride + c);
+    s[r * kLd + c + 0] = from_float<T>(v.x);
+    s[r * kLd + c + 1] = from_float<T>(v.y);
+    s[r * kLd + c + 2] = from_float<T>(v.z);
+    s[r * kLd + c + 3] = from_float<T>(v.w);
+  }
+}
+
+// Write this warp's accumulator rows (scaled per row) to global memory as T; rows >= rows / cols >= cols
+// are skipped. row_scale[r] is read from shared memory.
+template <class T>
+__device__ __forceinline__ void store_acc(T* g, int64_t row_stride, const float (&acc)[8][4], int warp, int rows,
+                                          int cols, const float* row_scale) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; e += 2) {
+      const int r = acc_row(warp, e), c = acc_col(nt, e);
+      if (r < rows && c < cols) {
+        const float sc = row_scale ? row_scale[r] : 1.f;
+        T* dst = g + r * row_stride + c;
+        dst[0] = from_float<T>(acc[nt][e] * sc);
+        dst[1] = from_float<T>(acc[nt][e + 1] * sc);  // cols % 8 == 0: c + 1 < cols as well
+      }
+    }
+}
+
+}  // namespace tfla::cuda

@@ -1,0 +1,105 @@
+// Unit tests of the hardware layer (src/cuda/hw/mma.cuh) through the fragment primitives that wrap it
+// (src/cuda/tiles.cuh): cp.async tile loads with zero fill, ldmatrix (x2/x4, plain and .trans) in every
+// operand orientation, and mma.sync m16n8k16 (bf16, f16) or the fp32 FMA emulation, against a host GEMM.
+// SPDX-License-Identifier: Apache-2.0
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "cuda/tiles.cuh"
+
+namespace tc = tfla::cuda;
+
+namespace {
+
+// C(64x64) = A(64 x 64) * B(64 x 64), A given as g[m][k] (A_KM) or g[k][m]; B as g[n][k] (B_KM) or g[k][n].
+// Both inputs arrive through load_tile_async with `rows`/`cols` valid (the rest must read as zero).
+template <class T, bool A_KM, bool B_KM>
+__global__ void gemm_kernel(const T* a, const T* b, float* c, int rows, int cols) {
+  __shared__ __align__(16) T sA[tc::kTile * tc::kLd];
+  __shared__ __align__(16) T sB[tc::kTile * tc::kLd];
+  tc::load_tile_async<T>(sA, a, tc::kTile, rows, cols);
+  tc::load_tile_async<T>(sB, b, tc::kTile, rows, cols);
+  tfla::cuda::hw::cp_async_commit();
+  tfla::cuda::hw::cp_async_wait<0>();
+  __syncthreads();
+  float acc[8][4];
+  tc::zero(acc);
+  const int warp = threadIdx.x >> 5;
+  tc::warp_gemm<T, A_KM, B_KM>(acc, sA, warp * 16, sB, tc::kTile);
+  for (int nt = 0; nt < 8; ++nt)
+    for (int e = 0; e < 4; ++e) c[tc::acc_row(warp, e) * tc::kTile + tc::acc_col(nt, e)] = acc[nt][e];
+}
+
+template <class T> T host_from(float x) { return static_cast<T>(x); }
+template <> __nv_bfloat16 host_from<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
+template <> __half host_from<__half>(float x) { return __float2half(x); }
+template <class T> float host_to(T x) { return static_cast<float>(x); }
+template <> float host_to<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <> float host_to<__half>(__half x) { return __half2float(x); }
+
+template <class T, bool A_KM, bool B_KM>
+void run_case(int rows, int cols) {
+  const int n = tc::kTile * tc::kTile;
+  std::mt19937 rng(rows * 131 + cols + (A_KM ? 7 : 0) + (B_KM ? 3 : 0));
+  std::normal_distribution<float> nd;
+  std::vector<T> ha(n), hb(n);
+  std::vector<float> fa(n), fb(n);
+  for (int i = 0; i < n; ++i) {
+    ha[i] = host_from<T>(nd(rng)); fa[i] = host_to<T>(ha[i]);
+    hb[i] = host_from<T>(nd(rng)); fb[i] = host_to<T>(hb[i]);
+  }
+  // logical value of memory element (r, c) after the zero fill
+  auto A = [&](int m, int k) {  // A(m, k)
+    const int r = A_KM ? m : k, c = A_KM ? k : m;
+    return (r < rows && c < cols) ? static_cast<double>(fa[r * tc::kTile + c]) : 0.0;
+  };
+  auto B = [&](int k, int nn) {
+    const int r = B_KM ? nn : k, c = B_KM ? k : nn;
+    return (r < rows && c < cols) ? static_cast<double>(fb[r * tc::kTile + c]) : 0.0;
+  };
+  T *da, *db;
+  float* dc;
+  ASSERT_EQ(cudaMalloc(&da, n * sizeof(T)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&db, n * sizeof(T)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dc, n * sizeof(float)), cudaSuccess);
+  cudaMemcpy(da, ha.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  cudaMemcpy(db, hb.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  cudaMemset(dc, 0xff, n * sizeof(float));
+  gemm_kernel<T, A_KM, B_KM><<<1, tc::kThreads>>>(da, db, dc, rows, cols);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<float> hc(n);
+  cudaMemcpy(hc.data(), dc, n * sizeof(float), cudaMemcpyDeviceToHost);
+  double max_err = 0.0, max_ref = 0.0;
+  for (int m = 0; m < tc::kTile; ++m)
+    for (int nn = 0; nn < tc::kTile; ++nn) {
+      double ref = 0.0;
+      for (int k = 0; k < tc::kTile; ++k) ref += A(m, k) * B(k, nn);
+      max_err = std::fmax(max_err, std::fabs(hc[m * tc::kTile + nn] - ref));
+      if (std::isnan(hc[m * tc::kTile + nn])) max_err = INFINITY;
+      max_ref = std::fmax(max_ref, std::fabs(ref));
+    }
+  // fp32 accumulation of 64 exact products: error ~ 64 * 2^-24 * |terms|
+  EXPECT_LE(max_err, 1e-4 * (max_ref + 1.0)) << "rows=" << rows << " cols=" << cols << " A_KM=" << A_KM << " B_KM=" << B_KM;
+  cudaFree(da); cudaFree(db); cudaFree(dc);
+}
+
+template <class T>
+void all_orientations() {
+  for (int rows : {64, 37})
+    for (int cols : {64, 40}) {
+      run_case<T, true, true>(rows, cols);
+      run_case<T, true, false>(rows, cols);
+      run_case<T, false, true>(rows, cols);
+      run_case<T, false, false>(rows, cols);
+    }
+}
+
+TEST(HwLayer, MmaBf16AllOrientations) { all_orientations<__nv_bfloat16>(); }
+TEST(HwLayer, MmaF16AllOrientations) { all_orientations<__half>(); }
+TEST(HwLayer, Fp32EmulationAllOrientations) { all_orientations<float>(); }
+
+}  // namespace
