@@ -30,7 +30,7 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
     gate_grads_kernel<T><<<bh, 32, 0, stream>>>(a, static_cast<int>(n_dk), static_cast<int>(n_dk * n_dv));
     return cudaGetLastError();
   } else if constexpr (K == KernelId::kStatesFwd || K == KernelId::kStatesBwd) {
-    const size_t smem = 2 * kTile * kLd * sizeof(T) + kTile * sizeof(float);
+    const size_t smem = 3 * kTile * kLd * sizeof(T) + kTile * sizeof(float);
     return launch_with_smem(chunk_states_kernel<T, K == KernelId::kStatesBwd>, dim3(n_dk * n_dv, bh), dim3(kThreads),
                             smem, stream, a);
   } else {

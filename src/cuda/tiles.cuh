@@ -172,6 +172,25 @@ __device__ __forceinline__ void load_tile_f32(T* s, const float* g, int64_t row_
   }
 }
 
+// fp32 workspace tile -> two shared tiles of T holding hi = T(x) and lo = T(x - hi), so that a product
+// with the tile carries ~16 mantissa bits of the fp32 value (used for the boundary states: the gate
+// gradients telescope only if the inter-chunk terms are that accurate). lo is all zero for T = float.
+template <class T>
+__device__ __forceinline__ void load_tile_f32_split(T* hi, T* lo, const float* g, int64_t row_stride, int rows, int cols) {
+  for (int idx = threadIdx.x; idx < kTile * kTile / 4; idx += kThreads) {
+    const int r = idx / (kTile / 4), c = (idx % (kTile / 4)) * 4;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (r < rows && c < cols) v = *reinterpret_cast<const float4*>(g + r * row_stride + c);
+    const float x[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const T h = from_float<T>(x[j]);
+      hi[r * kLd + c + j] = h;
+      lo[r * kLd + c + j] = from_float<T>(x[j] - to_float<T>(h));
+    }
+  }
+}
+
 // Write this warp's accumulator rows (scaled per row) to global memory as T; rows >= rows / cols >= cols
 // are skipped. row_scale[r] is read from shared memory.
 template <class T>

@@ -22,7 +22,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sA = reinterpret_cast<T*>(smem_raw);  // [token][dk]: K (forward) or Q (backward)
   T* sB = sA + kTile * kLd;                 // [token][dv]: V (forward) or dH (backward), scaled per token
-  float* sW = reinterpret_cast<float*>(sB + kTile * kLd);  // per-token weights of the current tile
+  T* sBlo = sB + kTile * kLd;               // the rounding residual of the scaled tile (16-bit types only)
+  float* sW = reinterpret_cast<float*>(sBlo + kTile * kLd);  // per-token weights of the current tile
 
   const int n_dv_tiles = cdiv(a.Dv, kTile);
   const int ti = blockIdx.x / n_dv_tiles, tj = blockIdx.x % n_dv_tiles;
@@ -98,10 +99,16 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
       }
       hw::cp_async_wait<0>();
       __syncthreads();
-      // Scale the B rows by their token weight (rounded to T like any operand of a T matrix product).
+      // Scale the B rows by their token weight. For 16-bit T the product is split into hi + lo (both T) and
+      // both go through the tensor cores: the state then carries ~16 bits of the weighted values instead
+      // of 8, which the final state, h's inter-chunk term and the gate gradients need (measured: c_last
+      // 1.1e-2 max error vs a 1.05e-2 bound with hi only, bench/results/2026-11-25-h100-v1).
       for (int idx = tid; idx < kTile * kTile; idx += kThreads) {
         const int r = idx / kTile, cc = idx % kTile;
-        sB[r * kLd + cc] = from_float<T>(to_float<T>(sB[r * kLd + cc]) * sW[r]);
+        const float x = to_float<T>(sB[r * kLd + cc]) * sW[r];
+        const T hi = from_float<T>(x);
+        sB[r * kLd + cc] = hi;
+        if constexpr (sizeof(T) == 2) sBlo[r * kLd + cc] = from_float<T>(x - to_float<T>(hi));
       }
       if (!REVERSE && carries_n && tid < rows) {
         float s = 0.f;
@@ -111,6 +118,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
       __syncthreads();
       // acc(dk x dv) += A^T(dk x tok) * B(tok x dv): A stored [tok][dk] (m-major), B stored [tok][dv] (n-major).
       warp_gemm<T, false, false>(acc, sA, warp * 16, sB, kTile);
+      if constexpr (sizeof(T) == 2) warp_gemm<T, false, false>(acc, sA, warp * 16, sBlo, kTile);
       __syncthreads();
     }
   }

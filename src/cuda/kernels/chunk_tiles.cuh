@@ -87,7 +87,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
     } else {
       const float io = ok ? a.iota[t] : -INFINITY;
       sRowM[tid] = io;
-      sRowS[tid] = ok ? __expf(g - bt + io - m_out) : 0.f;  // e^{a_sigma - m^_{c+1}}
+      // e^{a_sigma - m^_{c+1}} (kDk: / scale, which its epilogue multiplies back)
+      sRowS[tid] = ok ? __expf(g - bt + io - m_out) / (ROLE == kDk ? a.scale : 1.f) : 0.f;
     }
   }
 
@@ -103,15 +104,17 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
     const int kc = min(kTile, Dst - k0);
     load_tile_async<T>(sX, gX + r0 * tX.stride[2] + k0, tX.stride[2], nrows, kc);
     hw::cp_async_commit();
+    // the state slice as hi + lo (sY is free during the inter-chunk term)
     if constexpr (kOutIsDk) {
-      load_tile_f32<T>(sZ, state + static_cast<int64_t>(o0) * a.Dv + k0, a.Dv, ocols, kc);
+      load_tile_f32_split<T>(sZ, sY, state + static_cast<int64_t>(o0) * a.Dv + k0, a.Dv, ocols, kc);
     } else {
-      load_tile_f32<T>(sZ, state + static_cast<int64_t>(k0) * a.Dv + o0, a.Dv, kc, ocols);
+      load_tile_f32_split<T>(sZ, sY, state + static_cast<int64_t>(k0) * a.Dv + o0, a.Dv, kc, ocols);
     }
     if (ROLE == kOutput && tid < kTile) sVec[tid] = tid < kc ? nvec[k0 + tid] : 0.f;
     hw::cp_async_wait<0>();
     __syncthreads();
     warp_gemm<T, true, kOutIsDk>(acc, sX, warp * 16, sZ, kTile);
+    if constexpr (sizeof(T) == 2) warp_gemm<T, true, kOutIsDk>(acc, sX, warp * 16, sY, kTile);
     if (ROLE == kOutput && tid < kTile)
       for (int d = 0; d < kc; ++d) nq += to_float<T>(sX[tid * kLd + d]) * sVec[d];
     __syncthreads();
@@ -176,7 +179,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
             w = __expf(sRowB[r] - sParB[p] + sParX[p] - sRowM[r]) * sRowD[r] * (ROLE == kOutput ? a.scale : 1.f);
         } else {
           if (tp >= tr && r < nrows && p < npar && tp < cend)
-            w = __expf(sParB[p] - sRowB[r] + sRowM[r] - sParX[p]) * sParD[p] * a.scale;
+            w = __expf(sParB[p] - sRowB[r] + sRowM[r] - sParX[p]) * sParD[p] * (ROLE == kDv ? a.scale : 1.f);
         }
         const float pv = sc[nt][e] * w;
         if (ROLE == kOutput) rowsum[e >> 1] += pv;
@@ -218,7 +221,10 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
     __syncthreads();
     store_acc<T>(gO, tO.stride[2], acc, warp, nrows, ocols, sRowD);
   } else {
-    const float out_scale = ROLE == kDq ? a.scale : 1.f;
+    // dq and dk stage the same weighted dP (bit for bit up to the mma accumulation order), so that its
+    // bf16 rounding cancels in d phi = revcumsum(q.dq - k.dk); the scale of q^ is applied here instead.
+    // dk's inter-chunk term carries no scale, so it is divided out of it up front (below, kDk).
+    const float out_scale = (ROLE == kDq || ROLE == kDk) ? a.scale : 1.f;
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
