@@ -3,10 +3,11 @@
 # the fp64 references, compute-sanitizer (memcheck, racecheck) on small cases, and the benchmark against
 # the Triton reference (if its wheels are in .peers/); print a short summary table last.
 # Results land in $OUT (the device tool's output folder) or ./gpu-out.
-#   usage: bash scripts/gpu_check.sh [all|test|bench]      (default all)
+#   usage: bash scripts/gpu_check.sh [all | test | bench | profile ...]   (default all = test bench profile)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-MODE=${1:-all}
+MODES=" ${*:-all} "
+want() { [[ "$MODES" == *" all "* || "$MODES" == *" $1 "* ]]; }
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -30,7 +31,7 @@ if ! { cmake --preset cuda-h100 -DTFLA_BUILD_TESTS=ON >"$OUT/build.log" 2>&1 &&
 fi
 echo "built in $(( $(date +%s) - t0 )) s"
 
-if [ "$MODE" = all ] || [ "$MODE" = test ]; then
+if want test; then
   echo "== hardware-layer tests"
   "$BUILD/tests/tfla_test_hw" --gtest_brief=1 --gtest_output=json:"$OUT/test_hw.json" 2>&1 | tail -5
   summary+=("hw-layer tests: $(python3 -c "import json;d=json.load(open('$OUT/test_hw.json'));print(d['tests']-d['failures'],'passed,',d['failures'],'failed')" 2>/dev/null || echo 'no result')")
@@ -66,7 +67,7 @@ PY
   done
 fi
 
-if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
+if want bench; then
   echo "== benchmark: tfla vs Triton reference, H=16 Dk=128 Dv=256, 65536 tokens, bf16"
   PEERS=""
   if ls .peers/*.whl >/dev/null 2>&1; then
@@ -92,7 +93,39 @@ if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
   python3 bench/summarize.py "$OUT/bench.jsonl" | tee "$OUT/bench_table.md"
 fi
 
+if want profile; then
+  # Per-kernel device time of one forward + backward at the main setting (S = 1024 and 65,536), from
+  # Nsight Compute's gpu__time_duration (clocks left alone). Tells where the time goes, kernel by kernel.
+  echo "== per-kernel profile"
+  : >"$OUT/profile.csv"
+  for S in 1024 65536; do
+    B=$((65536 / S))
+    ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+      "$BUILD/tools/tfla-bench" --device cuda --variant exp -B $B -H 16 -S $S --dk 128 --dv 256 --chunk 128 \
+      --dtype bf16 --gate-dtype f32 --reps 1 --warmup 0 --no-check --json --no-header >"$OUT/ncu_$S.csv" 2>"$OUT/ncu_$S.err"
+    python3 - "$OUT/ncu_$S.csv" "$S" <<'PY' | tee -a "$OUT/profile.csv"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
+tot = collections.OrderedDict()
+for r in rows[1:]:
+    name = r[ki].split("(")[0].split("<")[0].replace("void ", "").replace("tfla::cuda::", "")
+    if "chunk_tiles_kernel" in r[ki]:
+        name += "<role " + r[ki].split(",")[1].strip(" >)").split(">")[0] + ">"
+    if "chunk_states_kernel" in r[ki]:
+        name += "<reverse " + r[ki].split(",")[1].strip(" >)").split(">")[0] + ">"
+    v = float(r[vi].replace(",", "")) * {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0}.get(r[ui], 1e-6)
+    tot[name] = tot.get(name, 0.0) + v
+for k, v in tot.items():
+    print(f"S={sys.argv[2]},{k},{v:.3f} ms")
+PY
+  done
+  summary+=("per-kernel profile: $OUT/profile.csv")
+fi
+
 echo
 echo "== summary"
 for s in "${summary[@]}"; do echo "$s"; done
 [ -f "$OUT/bench_table.md" ] && cat "$OUT/bench_table.md"
+[ -f "$OUT/profile.csv" ] && cat "$OUT/profile.csv"
+exit 0

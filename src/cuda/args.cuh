@@ -27,6 +27,10 @@ struct Args {
   float* inv_den;  // 1 / (den_t + eps) (1 for sig without normalization); backward only
   // Per chunk boundary (B*H*(NC+1)):
   float* mhat;     // m^_c, c = 0..NC (m^_NC = m_last)
+  // Per chunk (B*H*NC), scratch of the gate kernels: g_c and max(iota - b) (prepare_gates), then the
+  // chunk totals and carries of the reverse cumulative sum (gate_grads).
+  float* chunk_a;
+  float* chunk_b;
   // States (B*H*(NC+1)*Dk*Dv and B*H*(NC+1)*Dk): forward C^_c, n^_c before chunk c (slot NC = final);
   // backward adjoints dC^_c, dn^_c (slot c + 1 is the adjoint after chunk c).
   float* cstates;

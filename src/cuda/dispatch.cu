@@ -51,6 +51,8 @@ void layout(const tfla_mlstm_problem& p, bool backward, void* ws, Args* a, size_
   w.iota = cv.take(bh * S);
   w.mtok = cv.take(bh * S);
   w.mhat = cv.take(bh * (NC + 1));
+  w.chunk_a = cv.take(bh * NC);
+  w.chunk_b = cv.take(bh * NC);
   w.cstates = cv.take(bh * (NC + 1) * Dk * Dv);
   w.nstates = cv.take(bh * (NC + 1) * Dk);
   if (backward) {
@@ -179,7 +181,7 @@ tfla_status run_forward(const Args& a, cudaStream_t s) {
 template <class T>
 tfla_status run_backward(const Args& a, bool need_dq, bool need_dk, bool need_dv, cudaStream_t s) {
   const char* fn = "tfla_mlstm_bwd";
-  TFLA_CUDA_TRY(fn, "chunk_states", (launch<KernelId::kStatesFwd, T>(a, s)));
+  TFLA_CUDA_TRY(fn, "chunk_states", (launch<KernelId::kStatesFwdExact, T>(a, s)));
   TFLA_CUDA_TRY(fn, "chunk_states (reverse)", (launch<KernelId::kStatesBwd, T>(a, s)));
   if (need_dq) TFLA_CUDA_TRY(fn, "intra_chunk_dq", (launch<KernelId::kDq, T>(a, s)));
   if (need_dk) TFLA_CUDA_TRY(fn, "intra_chunk_dk", (launch<KernelId::kDk, T>(a, s)));

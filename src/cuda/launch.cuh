@@ -13,7 +13,8 @@ enum class KernelId : int {
   kPrepareGatesFwd,  // T = gate dtype
   kPrepareGatesBwd,  // T = gate dtype
   kGateGrads,        // T = gate dtype
-  kStatesFwd,        // T = q/k/v dtype, from here on
+  kStatesFwd,        // T = q/k/v dtype, from here on; the forward's states (2-part products)
+  kStatesFwdExact,   // the backward's recompute of the states (~fp32 products, for the gate gradients)
   kStatesBwd,
   kOutput,
   kDq,

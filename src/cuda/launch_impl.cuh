@@ -23,16 +23,23 @@ template <KernelId K, class T>
 cudaError_t launch(const Args& a, cudaStream_t stream) {
   const unsigned bh = static_cast<unsigned>(a.B * a.H);
   const unsigned n_dk = cdiv(a.Dk, kTile), n_dv = cdiv(a.Dv, kTile), n_seq = cdiv(a.S, kTile);
+  const dim3 chunks_grid(static_cast<unsigned>(a.NC), bh);
   if constexpr (K == KernelId::kPrepareGatesFwd || K == KernelId::kPrepareGatesBwd) {
-    prepare_gates_kernel<T><<<bh, 32, 0, stream>>>(a, K == KernelId::kPrepareGatesBwd ? 1 : 0);
+    const int backward = K == KernelId::kPrepareGatesBwd ? 1 : 0;
+    chunk_gate_scan_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, backward);
+    chunk_stabilizers_kernel<<<bh, 32, 0, stream>>>(a, backward);
+    if (!backward) token_stabilizers_kernel<<<dim3(cdiv(a.S, 128), bh), 128, 0, stream>>>(a);
     return cudaGetLastError();
   } else if constexpr (K == KernelId::kGateGrads) {
-    gate_grads_kernel<T><<<bh, 32, 0, stream>>>(a, static_cast<int>(n_dk), static_cast<int>(n_dk * n_dv));
+    chunk_gate_totals_kernel<<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));
+    chunk_gate_carries_kernel<<<bh, 32, 0, stream>>>(a, static_cast<int>(n_dk * n_dv));
+    gate_grads_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));
     return cudaGetLastError();
-  } else if constexpr (K == KernelId::kStatesFwd || K == KernelId::kStatesBwd) {
-    const size_t smem = 3 * kTile * kLd * sizeof(T) + kTile * sizeof(float);
-    return launch_with_smem(chunk_states_kernel<T, K == KernelId::kStatesBwd>, dim3(n_dk * n_dv, bh), dim3(kThreads),
-                            smem, stream, a);
+  } else if constexpr (K == KernelId::kStatesFwd || K == KernelId::kStatesFwdExact || K == KernelId::kStatesBwd) {
+    constexpr int parts = K == KernelId::kStatesFwd ? 2 : kStateParts<T>;
+    const size_t smem = (1 + parts) * kTile * kLd * sizeof(T) + kTile * sizeof(float);
+    return launch_with_smem(chunk_states_kernel<T, K == KernelId::kStatesBwd, parts>, dim3(n_dk * n_dv, bh),
+                            dim3(kThreads), smem, stream, a);
   } else {
     constexpr int role = K == KernelId::kOutput ? kOutput : K == KernelId::kDq ? kDq : K == KernelId::kDk ? kDk : kDv;
     const unsigned n_out = (role == kDq || role == kDk) ? n_dk : n_dv;

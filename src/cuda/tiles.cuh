@@ -172,24 +172,37 @@ __device__ __forceinline__ void load_tile_f32(T* s, const float* g, int64_t row_
   }
 }
 
-// fp32 workspace tile -> two shared tiles of T holding hi = T(x) and lo = T(x - hi), so that a product
-// with the tile carries ~16 mantissa bits of the fp32 value (used for the boundary states: the gate
-// gradients telescope only if the inter-chunk terms are that accurate). lo is all zero for T = float.
-template <class T>
-__device__ __forceinline__ void load_tile_f32_split(T* hi, T* lo, const float* g, int64_t row_stride, int rows, int cols) {
+// An fp32 value as a sum of PARTS values of T: part 0 = T(x), part p = T(x - parts 0..p-1). For bf16 each
+// part adds 8 mantissa bits: 2 parts ~ 2^-17 relative, 3 parts ~ fp32. Products with state tiles go
+// through the tensor cores once per part. (T = float: one exact part.)
+template <class T, int PARTS>
+__device__ __forceinline__ void split_store(T* const* dst, int at, float x) {
+#pragma unroll
+  for (int p = 0; p < PARTS; ++p) {
+    const T t = from_float<T>(x);
+    dst[p][at] = t;
+    x -= to_float<T>(t);
+  }
+}
+
+// fp32 workspace tile (row stride `row_stride`) -> PARTS shared tiles of T, with zero fill.
+template <class T, int PARTS>
+__device__ __forceinline__ void load_tile_f32_split(T* const* dst, const float* g, int64_t row_stride, int rows, int cols) {
   for (int idx = threadIdx.x; idx < kTile * kTile / 4; idx += kThreads) {
     const int r = idx / (kTile / 4), c = (idx % (kTile / 4)) * 4;
     float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
     if (r < rows && c < cols) v = *reinterpret_cast<const float4*>(g + r * row_stride + c);
-    const float x[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const T h = from_float<T>(x[j]);
-      hi[r * kLd + c + j] = h;
-      lo[r * kLd + c + j] = from_float<T>(x[j] - to_float<T>(h));
-    }
+    split_store<T, PARTS>(dst, r * kLd + c + 0, v.x);
+    split_store<T, PARTS>(dst, r * kLd + c + 1, v.y);
+    split_store<T, PARTS>(dst, r * kLd + c + 2, v.z);
+    split_store<T, PARTS>(dst, r * kLd + c + 3, v.w);
   }
 }
+
+// Parts used for products with fp32 boundary states: the gate gradients need ~fp32 states (their reverse
+// cumulative sum cancels cross-chunk terms computed once from the query side and once from the key side;
+// measured with 2 parts: d f up to 9x the plain implementation's error, bench/results/2026-11-25-h100-v1.1).
+template <class T> constexpr int kStateParts = sizeof(T) == 2 ? 3 : 1;
 
 // Write this warp's accumulator rows (scaled per row) to global memory as T; rows >= rows / cols >= cols
 // are skipped. row_scale[r] is read from shared memory.

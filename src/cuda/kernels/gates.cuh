@@ -1,7 +1,7 @@
-// Gate kernels: the per-token and per-chunk gate quantities before the matrix kernels
-// (prepare_gates), and the gate gradients after them (gate_grads). One warp per (batch, head): the
-// gates are 4 bytes per token against ~1 KB of q/k/v per token, so these kernels are never the
-// bottleneck; they scan the sequence chunk by chunk with warp shuffles.
+// Gate kernels: the per-token and per-chunk gate quantities before the matrix kernels (prepare_gates),
+// and the gate gradients after them (gate_grads). The gates are 4 bytes per token against ~1 KB of q/k/v
+// per token; these kernels are parallel over chunks (one warp each) with a short per-head scan over the
+// chunk boundaries in between, so they stay small at any batch size and sequence length.
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include <cuda_bf16.h>
@@ -50,77 +50,148 @@ __device__ __forceinline__ float warp_suffix_add(float x) {
   return x;
 }
 
-// Per token: bcum (inclusive cumulative log forget gate inside the chunk), iota (log input gate), mtok
-// (m_t = b_t + max(m^_c, prefix-max of (iota - b)), docs/algorithm.md; in the backward: read back from
-// the forward's m_token), inv_den (backward only). Per chunk boundary: mhat.
-// Grid: B*H blocks of 32 threads.
+// ---- prepare_gates: three launches, parallel over chunks except a short scan over chunk boundaries ----
+// (v1 ran one warp per head over the whole sequence: 1.4 ms at S = 65,536, B*H = 16, ncu on the H100;
+// these are chunk-parallel, so the cost follows the token count, not the longest sequence.)
+
+// 1) Per chunk (one warp): bcum (inclusive cumulative log forget gate inside the chunk), iota (log input
+//    gate), and the chunk-local prefix max pm_t of (iota - b) (kept in mtok until step 3 replaces it by m_t);
+//    per chunk g_c = b at the chunk end and the chunk's max of (iota - b). Backward: inv_den, and m_t read
+//    back from the forward's m_token. Grid: (NC, B*H), 32 threads.
 template <class G>
-__global__ void __launch_bounds__(32) prepare_gates_kernel(Args a, int backward) {
-  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, lane = threadIdx.x;
+__global__ void __launch_bounds__(32) chunk_gate_scan_kernel(Args a, int backward) {
+  const int c = blockIdx.x, bh = blockIdx.y, b = bh / a.H, h = bh % a.H, lane = threadIdx.x;
   const bool is_exp = a.variant == TFLA_VARIANT_EXP;
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
-  float mhat = (is_exp && a.m0.data) ? static_cast<const float*>(a.m0.data)[off2(a.m0, b, h)] : 0.f;
-  for (int c = 0; c < a.NC; ++c) {
-    if (lane == 0) a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + c] = mhat;
-    const int cstart = c * a.L, cend = min(a.S, cstart + a.L);
-    float carry_b = 0.f, carry_pm = -INFINITY;
-    for (int t0 = cstart; t0 < cend; t0 += 32) {
-      const int t = t0 + lane;
-      const bool valid = t < cend;
-      const float phi = valid ? log_sigmoid(load_gate<G>(a.fgate, b, h, t)) : 0.f;
-      float io = -INFINITY;
-      if (valid) {
-        const float iraw = load_gate<G>(a.igate, b, h, t);
-        io = is_exp ? iraw : log_sigmoid(iraw);
-      }
-      const float bc = warp_scan_add(phi) + carry_b;
-      const float pm = fmaxf(warp_scan_max(valid ? io - bc : -INFINITY), carry_pm);
-      if (valid) {
-        a.bcum[tok0 + t] = bc;
-        a.iota[tok0 + t] = io;
-        float m = is_exp ? bc + fmaxf(mhat, pm) : 0.f;
-        if (backward) {
-          if (is_exp) m = static_cast<const float*>(a.m_token.data)[off3(a.m_token, b, h, t)];
-          float inv = 1.f;
-          if (is_exp || a.normalize)
-            inv = 1.f / (static_cast<const float*>(a.den_token.data)[off3(a.den_token, b, h, t)] + a.eps);
-          a.inv_den[tok0 + t] = inv;
-        } else if (a.m_token.data) {
-          static_cast<float*>(a.m_token.data)[off3(a.m_token, b, h, t)] = m;
-        }
-        a.mtok[tok0 + t] = m;
-      }
-      carry_b = __shfl_sync(0xffffffffu, bc, 31);  // invalid lanes add 0, so lane 31 holds the running sum
-      carry_pm = __shfl_sync(0xffffffffu, pm, 31);
+  const int cstart = c * a.L, cend = min(a.S, cstart + a.L);
+  float carry_b = 0.f, carry_pm = -INFINITY;
+  for (int t0 = cstart; t0 < cend; t0 += 32) {
+    const int t = t0 + lane;
+    const bool valid = t < cend;
+    const float phi = valid ? log_sigmoid(load_gate<G>(a.fgate, b, h, t)) : 0.f;
+    float io = -INFINITY;
+    if (valid) {
+      const float iraw = load_gate<G>(a.igate, b, h, t);
+      io = is_exp ? iraw : log_sigmoid(iraw);
     }
-    mhat = is_exp ? carry_b + fmaxf(mhat, carry_pm) : 0.f;  // m^_{c+1} = g_c + max(m^_c, max(iota - b))
+    const float bc = warp_scan_add(phi) + carry_b;
+    const float pm = fmaxf(warp_scan_max(valid ? io - bc : -INFINITY), carry_pm);
+    if (valid) {
+      a.bcum[tok0 + t] = bc;
+      a.iota[tok0 + t] = io;
+      if (backward) {
+        a.mtok[tok0 + t] = is_exp ? static_cast<const float*>(a.m_token.data)[off3(a.m_token, b, h, t)] : 0.f;
+        float inv = 1.f;
+        if (is_exp || a.normalize)
+          inv = 1.f / (static_cast<const float*>(a.den_token.data)[off3(a.den_token, b, h, t)] + a.eps);
+        a.inv_den[tok0 + t] = inv;
+      } else {
+        a.mtok[tok0 + t] = pm;  // step 3 turns it into m_t
+      }
+    }
+    carry_b = __shfl_sync(0xffffffffu, bc, 31);  // invalid lanes add 0, so lane 31 holds the running sum
+    carry_pm = __shfl_sync(0xffffffffu, pm, 31);
   }
   if (lane == 0) {
-    a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + a.NC] = mhat;
-    if (!backward && a.m_last.data) static_cast<float*>(a.m_last.data)[off2(a.m_last, b, h)] = mhat;
+    a.chunk_a[static_cast<int64_t>(bh) * a.NC + c] = carry_b;   // g_c
+    a.chunk_b[static_cast<int64_t>(bh) * a.NC + c] = carry_pm;  // max over the chunk of (iota - b)
   }
 }
 
-// d iota_t = k_t . dk_t; d phi_t = sum_{u >= t} (q_u . dq_u - k_u . dk_u) + <dc_last, C_last> + <dn_last, n_last>.
-// The per-token dot products arrive as partials per 64-wide Dk tile (written by the dq / dk kernels) and
-// are summed here in a fixed order, so the result is bit-reproducible. Grid: B*H blocks of 32 threads.
-template <class G>
-__global__ void __launch_bounds__(32) gate_grads_kernel(Args a, int n_dk_tiles, int n_state_partials) {
+// 2) Per head (one warp): the boundary stabilizers m^_{c+1} = g_c + max(m^_c, max(iota - b)) (sig: 0),
+//    32 chunks per step: lanes load, then the recurrence runs through the shuffles. Grid: B*H, 32 threads.
+static __global__ void __launch_bounds__(32) chunk_stabilizers_kernel(Args a, int backward) {
   const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, lane = threadIdx.x;
+  const bool is_exp = a.variant == TFLA_VARIANT_EXP;
+  float* mhat = a.mhat + static_cast<int64_t>(bh) * (a.NC + 1);
+  float m = (is_exp && a.m0.data) ? static_cast<const float*>(a.m0.data)[off2(a.m0, b, h)] : 0.f;
+  for (int c0 = 0; c0 < a.NC; c0 += 32) {
+    const int c = c0 + lane;
+    const float g = c < a.NC ? a.chunk_a[static_cast<int64_t>(bh) * a.NC + c] : 0.f;
+    const float p = c < a.NC ? a.chunk_b[static_cast<int64_t>(bh) * a.NC + c] : 0.f;
+    for (int j = 0; j < 32 && c0 + j < a.NC; ++j) {
+      const float gj = __shfl_sync(0xffffffffu, g, j), pj = __shfl_sync(0xffffffffu, p, j);
+      if (lane == j) mhat[c] = m;
+      m = is_exp ? gj + fmaxf(m, pj) : 0.f;
+    }
+  }
+  if (lane == 0) {
+    mhat[a.NC] = m;
+    if (!backward && a.m_last.data) static_cast<float*>(a.m_last.data)[off2(a.m_last, b, h)] = m;
+  }
+}
+
+// 3) Forward, per token: m_t = b_t + max(m^_c, pm_t) (sig: 0), also into the caller's m_token.
+//    Grid: (ceil(S / 128), B*H), 128 threads.
+static __global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
+  const int t = blockIdx.x * 128 + threadIdx.x, bh = blockIdx.y, b = bh / a.H, h = bh % a.H;
+  if (t >= a.S) return;
+  const int64_t i = static_cast<int64_t>(bh) * a.S + t;
+  const float mh = a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + t / a.L];
+  const float m = a.variant == TFLA_VARIANT_EXP ? a.bcum[i] + fmaxf(mh, a.mtok[i]) : 0.f;
+  a.mtok[i] = m;
+  if (a.m_token.data) static_cast<float*>(a.m_token.data)[off3(a.m_token, b, h, t)] = m;
+}
+
+// ---- gate_grads: d iota_t = k_t . dk_t; d phi_t = sum_{u >= t} (q_u . dq_u - k_u . dk_u) + <dc_last, C_last> +
+// <dn_last, n_last>. The per-token dots arrive as partials per 64-wide Dk tile (dq / dk kernels). The
+// reverse cumulative sum runs in three chunk-parallel steps with a fixed summation order (bit-reproducible).
+
+__device__ __forceinline__ float token_gate_term(const Args& a, int64_t i, int n_dk_tiles, float* kdk_out) {
+  float qdq = 0.f, kdk = 0.f;
+  for (int p = 0; p < n_dk_tiles; ++p) {
+    qdq += a.qdq[i * n_dk_tiles + p];
+    kdk += a.kdk[i * n_dk_tiles + p];
+  }
+  *kdk_out = kdk;
+  return qdq - kdk;
+}
+
+// 1) per chunk: the sum of (q.dq - k.dk) over its tokens. Grid: (NC, B*H), 32 threads.
+static __global__ void __launch_bounds__(32) chunk_gate_totals_kernel(Args a, int n_dk_tiles) {
+  const int c = blockIdx.x, bh = blockIdx.y, lane = threadIdx.x;
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
-  float statedot = 0.f;
-  for (int p = 0; p < n_state_partials; ++p) statedot += a.statedot[static_cast<int64_t>(bh) * n_state_partials + p];
-  float carry = statedot;
-  for (int t0 = ((a.S - 1) / 32) * 32; t0 >= 0; t0 -= 32) {
+  const int cstart = c * a.L, cend = min(a.S, cstart + a.L);
+  float s = 0.f;
+  for (int t = cstart + lane; t < cend; t += 32) {
+    float kdk;
+    s += token_gate_term(a, tok0 + t, n_dk_tiles, &kdk);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (lane == 0) a.chunk_a[static_cast<int64_t>(bh) * a.NC + c] = s;
+}
+
+// 2) per head: carry_c = (state term) + sum of the totals of the chunks after c. Grid: B*H, 32 threads.
+static __global__ void __launch_bounds__(32) chunk_gate_carries_kernel(Args a, int n_state_partials) {
+  const int bh = blockIdx.x, lane = threadIdx.x;
+  float carry = 0.f;
+  for (int p = 0; p < n_state_partials; ++p) carry += a.statedot[static_cast<int64_t>(bh) * n_state_partials + p];
+  for (int c1 = a.NC - 1; c1 >= 0; c1 -= 32) {  // chunks c1, c1-1, ..., c1-31
+    const int c = c1 - lane;
+    const float tot = c >= 0 ? a.chunk_a[static_cast<int64_t>(bh) * a.NC + c] : 0.f;
+    for (int j = 0; j < 32 && c1 - j >= 0; ++j) {
+      const float tj = __shfl_sync(0xffffffffu, tot, j);
+      if (lane == j) a.chunk_b[static_cast<int64_t>(bh) * a.NC + c] = carry;
+      carry += tj;
+    }
+  }
+}
+
+// 3) per chunk: reverse inclusive scan inside the chunk plus its carry; write d igate and d fgate.
+//    Grid: (NC, B*H), 32 threads.
+template <class G>
+__global__ void __launch_bounds__(32) gate_grads_kernel(Args a, int n_dk_tiles) {
+  const int c = blockIdx.x, bh = blockIdx.y, b = bh / a.H, h = bh % a.H, lane = threadIdx.x;
+  const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
+  const int cstart = c * a.L, cend = min(a.S, cstart + a.L);
+  float carry = a.chunk_b[static_cast<int64_t>(bh) * a.NC + c];
+  for (int t0 = cstart + ((cend - 1 - cstart) / 32) * 32; t0 >= cstart; t0 -= 32) {
     const int t = t0 + lane;
-    const bool valid = t < a.S;
-    float qdq = 0.f, kdk = 0.f;
-    if (valid)
-      for (int i = 0; i < n_dk_tiles; ++i) {
-        qdq += a.qdq[(tok0 + t) * n_dk_tiles + i];
-        kdk += a.kdk[(tok0 + t) * n_dk_tiles + i];
-      }
-    const float suffix = warp_suffix_add(valid ? qdq - kdk : 0.f);
+    const bool valid = t < cend;
+    float kdk = 0.f;
+    const float term = valid ? token_gate_term(a, tok0 + t, n_dk_tiles, &kdk) : 0.f;
+    const float suffix = warp_suffix_add(term);
     if (valid) {
       const float dphi = suffix + carry;
       if (a.dfgate.data)
