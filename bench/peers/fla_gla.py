@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Time FLA's chunk_simple_gla (flash-linear-attention / fla-core 0.6.0) on a list of points; JSON lines.
+
+chunk_simple_gla with a per-token scalar forget gate is the unnormalized mLSTMsig without its input gate:
+h_t = C_t^T q_t, C_t = exp(g_t) C_{t-1} + k_t v_t^T with g_t = logsigmoid(f_t). The forward computes g from
+the forget-gate pre-activation f inside the timed call; the sigmoid input gate (one elementwise scaling of
+k) is not applied. Layout (B, S, H, D) as FLA expects; bf16 q/k/v ~ randn, f ~ 3 + randn (fp32);
+chunk size: FLA's default (64). Method: bench/peers/common.py.
+
+FLA refuses its gated backward (chunk_bwd_dqkwg) on Hopper with Triton >= 3.4 and < 3.7.1, where it reports
+wrong results (its issue #640). The guard is kept: the forward+backward row then carries FLA's own message
+as fwbw_error. (../shared/ANCHORS.md gives fwbw times taken with the guard switched off, for timing only.)
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+def main():
+    ap = common.base_parser(__doc__)
+    args = ap.parse_args()
+    points = common.load_points(args.points)
+    name = "fla_simple_gla"
+    base = {"variant": "sig", "normalize": 0, "dtype": "bf16", "gate_dtype": "f32", "layout": "bshd"}
+    try:
+        runner = common.Runner(args)
+        t = runner.torch
+        import torch.nn.functional as F
+        from fla.ops.simple_gla import chunk_simple_gla
+    except BaseException as e:
+        for pt in points:
+            common.emit({"kernel": name, **base, **pt, "status": "error", "ok": False,
+                         "error": f"{type(e).__name__}: {e}"[:500]})
+        return 0
+
+    def build(pt, r):
+        B, H, S, dk, dv = pt["B"], pt["H"], pt["S"], pt["dk"], pt["dv"]
+        L = pt.get("chunk") or 64
+        bf = t.bfloat16 if r.cuda else t.float32
+        q = common.randn(r, (B, S, H, dk), bf, requires_grad=True)
+        k = common.randn(r, (B, S, H, dk), bf, requires_grad=True)
+        v = common.randn(r, (B, S, H, dv), bf, requires_grad=True)
+        f = common.randn(r, (B, S, H), t.float32, mean=3.0, requires_grad=True)
+        do = common.randn(r, (B, S, H, dv), bf)
+        kw = {"chunk_size": L}
+
+        def fw():
+            return chunk_simple_gla(q, k, v, g=F.logsigmoid(f), **kw)[0]
+
+        def fwbw():
+            o, _ = chunk_simple_gla(q, k, v, g=F.logsigmoid(f), **kw)
+            o.backward(do)
+
+        return common.Setup(fw, fwbw, refresh=[(q, 0.0), (k, 0.0), (v, 0.0), (f, 3.0), (do, 0.0)],
+                            grads=[q, k, v, f], meta={"chunk": L}, io_bytes=common.nbytes(q, k, v, f, do))
+
+    extra = {"fla_core": common.pkg_version("fla-core"),
+             "flash_linear_attention": common.pkg_version("flash-linear-attention")}
+    return runner.run(name, points, build, meta_extra=extra, base_fields=base)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
