@@ -27,12 +27,12 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   if constexpr (K == KernelId::kPrepareGatesFwd || K == KernelId::kPrepareGatesBwd) {
     const int backward = K == KernelId::kPrepareGatesBwd ? 1 : 0;
     chunk_gate_scan_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, backward);
-    chunk_stabilizers_kernel<<<bh, 32, 0, stream>>>(a, backward);
-    if (!backward) token_stabilizers_kernel<<<dim3(cdiv(a.S, 128), bh), 128, 0, stream>>>(a);
+    chunk_stabilizers_kernel<T><<<bh, 32, 0, stream>>>(a, backward);
+    if (!backward) token_stabilizers_kernel<T><<<dim3(cdiv(a.S, 128), bh), 128, 0, stream>>>(a);
     return cudaGetLastError();
   } else if constexpr (K == KernelId::kGateGrads) {
-    chunk_gate_totals_kernel<<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));
-    chunk_gate_carries_kernel<<<bh, 32, 0, stream>>>(a, static_cast<int>(n_dk * n_dv));
+    chunk_gate_totals_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));
+    chunk_gate_carries_kernel<T><<<bh, 32, 0, stream>>>(a, static_cast<int>(n_dk * n_dv));
     gate_grads_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));
     return cudaGetLastError();
   } else if constexpr (K == KernelId::kStatesFwd || K == KernelId::kStatesFwdExact || K == KernelId::kStatesBwd) {
@@ -42,8 +42,8 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
                             dim3(kThreads), smem, stream, a);
   } else {
     constexpr int role = K == KernelId::kOutput ? kOutput : K == KernelId::kDq ? kDq : K == KernelId::kDk ? kDk : kDv;
-    const unsigned n_out = (role == kDq || role == kDk) ? n_dk : n_dv;
-    const size_t smem = 4 * kTile * kLd * sizeof(T) + 11 * kTile * sizeof(float);
+    const unsigned n_out = cdiv((role == kDq || role == kDk) ? a.Dk : a.Dv, chunk_tiles_out_cols(role));
+    const size_t smem = chunk_tiles_smem_bytes<T>(role);
     return launch_with_smem(chunk_tiles_kernel<T, role>, dim3(n_out, n_seq, bh), dim3(kThreads), smem, stream, a);
   }
 }

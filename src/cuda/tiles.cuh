@@ -115,25 +115,34 @@ __device__ __forceinline__ void mma<float>(float (&d)[4], const FragA<float>& a,
   }
 }
 
-// acc(16 x 64) += A(rows m0..m0+15, K) * B(K, 64 columns), both from shared memory.
-template <class T, bool A_K_MAJOR, bool B_K_MAJOR>
-__device__ __forceinline__ void warp_gemm(float (&acc)[8][4], const T* sA, int m0, const T* sB, int K) {
+// acc(16 x 8*NT) += A(rows m0..m0+15, K) * B(K, 8*NT columns), both from shared memory with row lengths
+// lda / ldb (elements).
+template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT>
+__device__ __forceinline__ void warp_gemm_ld(float (&acc)[NT][4], const T* sA, int lda, int m0, const T* sB, int ldb,
+                                             int K) {
 #pragma unroll 1
   for (int k0 = 0; k0 < K; k0 += 16) {
     FragA<T> a;
-    load_a<T, A_K_MAJOR>(a, sA, kLd, m0, k0);
+    load_a<T, A_K_MAJOR>(a, sA, lda, m0, k0);
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
+    for (int nt = 0; nt < NT; ++nt) {
       FragB<T> b;
-      load_b<T, B_K_MAJOR>(b, sB, kLd, nt * 8, k0);
+      load_b<T, B_K_MAJOR>(b, sB, ldb, nt * 8, k0);
       mma<T>(acc[nt], a, b);
     }
   }
 }
 
-__device__ __forceinline__ void zero(float (&acc)[8][4]) {
+// The common case: 64-column tiles of row length kLd.
+template <class T, bool A_K_MAJOR, bool B_K_MAJOR>
+__device__ __forceinline__ void warp_gemm(float (&acc)[8][4], const T* sA, int m0, const T* sB, int K) {
+  warp_gemm_ld<T, A_K_MAJOR, B_K_MAJOR, 8>(acc, sA, kLd, m0, sB, kLd, K);
+}
+
+template <int NT>
+__device__ __forceinline__ void zero(float (&acc)[NT][4]) {
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt)
+  for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[nt][e] = 0.f;
 }
@@ -146,29 +155,16 @@ __device__ __forceinline__ int acc_col(int nt, int e) { return nt * 8 + 2 * (thr
 // Global -> shared copies of a 64 x 64 tile. Rows beyond `rows` and columns beyond `cols` are zero.
 // `g` points at element (0, 0); rows are `row_stride` elements apart, columns contiguous.
 // Requires cols % 8 == 0, 16-byte aligned rows (checked by the dispatcher).
-template <class T>
+// A 64 x COLS tile; shared rows are LD elements long.
+template <class T, int COLS = kTile, int LD = kLd>
 __device__ __forceinline__ void load_tile_async(T* s, const T* g, int64_t row_stride, int rows, int cols) {
   constexpr int kVec = 16 / sizeof(T);          // elements per 16-byte vector
-  constexpr int kVecsPerRow = kTile / kVec;
+  constexpr int kVecsPerRow = COLS / kVec;
   for (int idx = threadIdx.x; idx < kTile * kVecsPerRow; idx += kThreads) {
     const int r = idx / kVecsPerRow, c = (idx % kVecsPerRow) * kVec;
     const bool ok = r < rows && c < cols;
     const T* src = ok ? g + r * row_stride + c : g;
-    hw::cp_async_16(s + r * kLd + c, src, ok ? 16 : 0);
-  }
-}
-
-// fp32 workspace tile (row stride `row_stride`) -> shared tile of T, with zero fill.
-template <class T>
-__device__ __forceinline__ void load_tile_f32(T* s, const float* g, int64_t row_stride, int rows, int cols) {
-  for (int idx = threadIdx.x; idx < kTile * kTile / 4; idx += kThreads) {
-    const int r = idx / (kTile / 4), c = (idx % (kTile / 4)) * 4;
-    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (r < rows && c < cols) v = *reinterpret_cast<const float4*>(g + r * row_stride + c);
-    s[r * kLd + c + 0] = from_float<T>(v.x);
-    s[r * kLd + c + 1] = from_float<T>(v.y);
-    s[r * kLd + c + 2] = from_float<T>(v.z);
-    s[r * kLd + c + 3] = from_float<T>(v.w);
+    hw::cp_async_16(s + r * LD + c, src, ok ? 16 : 0);
   }
 }
 
@@ -186,16 +182,17 @@ __device__ __forceinline__ void split_store(T* const* dst, int at, float x) {
 }
 
 // fp32 workspace tile (row stride `row_stride`) -> PARTS shared tiles of T, with zero fill.
-template <class T, int PARTS>
+// A 64 x COLS fp32 tile -> PARTS shared tiles of T with rows of LD elements.
+template <class T, int PARTS, int COLS = kTile, int LD = kLd>
 __device__ __forceinline__ void load_tile_f32_split(T* const* dst, const float* g, int64_t row_stride, int rows, int cols) {
-  for (int idx = threadIdx.x; idx < kTile * kTile / 4; idx += kThreads) {
-    const int r = idx / (kTile / 4), c = (idx % (kTile / 4)) * 4;
+  for (int idx = threadIdx.x; idx < kTile * COLS / 4; idx += kThreads) {
+    const int r = idx / (COLS / 4), c = (idx % (COLS / 4)) * 4;
     float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
     if (r < rows && c < cols) v = *reinterpret_cast<const float4*>(g + r * row_stride + c);
-    split_store<T, PARTS>(dst, r * kLd + c + 0, v.x);
-    split_store<T, PARTS>(dst, r * kLd + c + 1, v.y);
-    split_store<T, PARTS>(dst, r * kLd + c + 2, v.z);
-    split_store<T, PARTS>(dst, r * kLd + c + 3, v.w);
+    split_store<T, PARTS>(dst, r * LD + c + 0, v.x);
+    split_store<T, PARTS>(dst, r * LD + c + 1, v.y);
+    split_store<T, PARTS>(dst, r * LD + c + 2, v.z);
+    split_store<T, PARTS>(dst, r * LD + c + 3, v.w);
   }
 }
 
@@ -206,11 +203,11 @@ template <class T> constexpr int kStateParts = sizeof(T) == 2 ? 3 : 1;
 
 // Write this warp's accumulator rows (scaled per row) to global memory as T; rows >= rows / cols >= cols
 // are skipped. row_scale[r] is read from shared memory.
-template <class T>
-__device__ __forceinline__ void store_acc(T* g, int64_t row_stride, const float (&acc)[8][4], int warp, int rows,
+template <class T, int NT>
+__device__ __forceinline__ void store_acc(T* g, int64_t row_stride, const float (&acc)[NT][4], int warp, int rows,
                                           int cols, const float* row_scale) {
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt)
+  for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; e += 2) {
       const int r = acc_row(warp, e), c = acc_col(nt, e);

@@ -26,6 +26,13 @@ namespace tfla::cuda {
 
 enum Role : int { kOutput = 0, kDq = 1, kDv = 2, kDk = 3 };
 
+// Output columns per block of a role, and the dynamic shared memory its kernel needs.
+__host__ __device__ constexpr int chunk_tiles_out_cols(int role) { return role == kOutput || role == kDv ? 128 : 64; }
+template <class T>
+constexpr size_t chunk_tiles_smem_bytes(int role) {
+  return (2 * kTile * kLd + 2 * kTile * (chunk_tiles_out_cols(role) + 8)) * sizeof(T) + 11 * kTile * sizeof(float);
+}
+
 template <class T, int ROLE>
 __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
   // ---- configuration -------------------------------------------------------------------------------
@@ -33,11 +40,17 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
   constexpr bool kOutIsDk = ROLE == kDq || ROLE == kDk;          // output columns run over Dk (else Dv)
   constexpr bool kScoreOverDk = ROLE == kOutput || ROLE == kDv;  // score contraction dim Dk (else Dv)
 
+  // Output columns per block: 128 for h and dv (half the blocks, so Q K^T / K Q^T is computed half as
+  // often as with 64), 64 for dq and dk (their extra fp32 gate-dot work needs the registers).
+  constexpr int kOut = chunk_tiles_out_cols(ROLE);
+  constexpr int kLdO = kOut + 8;
+  constexpr int NTO = kOut / 8;
+
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* sX = reinterpret_cast<T*>(smem_raw);  // row operand slice      [row token][contraction]
-  T* sZ = sX + kTile * kLd;                 // partner score operand   [partner token][contraction], or state slice
-  T* sY = sZ + kTile * kLd;                 // partner value tile      [partner token][out col]
-  T* sP = sY + kTile * kLd;                 // weighted scores         [row token][partner token]
+  T* sX = reinterpret_cast<T*>(smem_raw);  // row operand slice      [row token][contraction]           (kLd)
+  T* sZ = sX + kTile * kLd;                 // partner score operand [partner][contraction] (kLd), or state slice (kLdO)
+  T* sY = sZ + kTile * kLdO;                // partner value tile      [partner token][out col]           (kLdO)
+  T* sP = sY + kTile * kLdO;                // weighted scores         [row token][partner token]         (kLd)
   float* sRowB = reinterpret_cast<float*>(sP + kTile * kLd);  // per row token: b, m (or iota), inv_den, scale
   float* sRowM = sRowB + kTile;
   float* sRowD = sRowM + kTile;
@@ -63,7 +76,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
   const int r0 = rt * kTile, nrows = min(kTile, a.S - r0);
   const int c = r0 / a.L, cstart = c * a.L, cend = min(a.S, cstart + a.L);
   const int Dout = kOutIsDk ? a.Dk : a.Dv, Dsc = kScoreOverDk ? a.Dk : a.Dv;
-  const int o0 = oc * kTile, ocols = min(kTile, Dout - o0);
+  const int o0 = oc * kOut, ocols = min(kOut, Dout - o0);
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
   const float m_in = a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + c];
   const float m_out = a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + c + 1];
@@ -102,7 +115,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
     }
   }
 
-  float acc[8][4];
+  float acc[NTO][4];
   zero(acc);
 
   // ---- inter-chunk term: acc = X (rows x D) * state slice (D x out) ----------------------------------
@@ -118,13 +131,14 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
     if constexpr (kOutIsDk) {
       load_tile_f32_split<T, kInterParts>(sParts, state + static_cast<int64_t>(o0) * a.Dv + k0, a.Dv, ocols, kc);
     } else {
-      load_tile_f32_split<T, kInterParts>(sParts, state + static_cast<int64_t>(k0) * a.Dv + o0, a.Dv, kc, ocols);
+      load_tile_f32_split<T, kInterParts, kOut, kLdO>(sParts, state + static_cast<int64_t>(k0) * a.Dv + o0, a.Dv, kc, ocols);
     }
     if (ROLE == kOutput && tid < kTile) sVec[tid] = tid < kc ? nvec[k0 + tid] : 0.f;
     hw::cp_async_wait<0>();
     __syncthreads();
 #pragma unroll
-    for (int p = 0; p < kInterParts; ++p) warp_gemm<T, true, kOutIsDk>(acc, sX, warp * 16, sParts[p], kTile);
+    for (int p = 0; p < kInterParts; ++p)
+      warp_gemm_ld<T, true, kOutIsDk, NTO>(acc, sX, kLd, warp * 16, sParts[p], kLdO, kTile);
     if (ROLE == kOutput && tid < kTile)
       for (int d = 0; d < kc; ++d) nq += to_float<T>(sX[tid * kLd + d]) * sVec[d];
     __syncthreads();
@@ -133,12 +147,12 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
     if (tid < kTile) sVec[tid] = tid < ocols ? nvec[o0 + tid] : 0.f;
     __syncthreads();
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < NTO; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[nt][e] += sVec[acc_col(nt, e)];
   }
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt)
+  for (int nt = 0; nt < NTO; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[nt][e] *= sRowS[acc_row(warp, e)];
   if (ROLE == kOutput && tid < kTile) sNq[tid] = nq * sRowS[tid];
@@ -153,7 +167,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
     hw::cp_async_wait<0>();
     __syncthreads();
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < NTO; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) gdot_inter[e >> 1] += acc[nt][e] * to_float<T>(sP[acc_row(warp, e) * kLd + acc_col(nt, e)]);
     __syncthreads();
@@ -209,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
       }
     }
     // value tile load overlaps the weighting below
-    load_tile_async<T>(sY, gY + p0 * tY.stride[2], tY.stride[2], npar, ocols);
+    load_tile_async<T, kOut, kLdO>(sY, gY + p0 * tY.stride[2], tY.stride[2], npar, ocols);
     hw::cp_async_commit();
     // weight and causal mask: P = S * e^{b_tau - b_sigma + iota_sigma - m_tau} (* scale, / (den + eps))
 #pragma unroll
@@ -234,7 +248,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
     hw::cp_async_wait<0>();
     __syncthreads();
     // acc(rows x out) += P (rows x partners) * Y (partners x out)
-    warp_gemm<T, true, false>(acc, sP, warp * 16, sY, kTile);
+    warp_gemm_ld<T, true, false, NTO>(acc, sP, kLd, warp * 16, sY, kLdO, kTile);
     __syncthreads();
   }
 
@@ -265,17 +279,17 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
           static_cast<float*>(a.den_token.data)[off3(a.den_token, b, h, r0 + r)] = den;
       }
     __syncthreads();
-    store_acc<T>(gO, tO.stride[2], acc, warp, nrows, ocols, sRowD);
+    store_acc<T, NTO>(gO, tO.stride[2], acc, warp, nrows, ocols, sRowD);
   } else {
     // dq and dk stage the same weighted dP (bit for bit up to the mma accumulation order), so that its
     // bf16 rounding cancels in d phi = revcumsum(q.dq - k.dk); the scale of q^ is applied here instead.
     // dk's inter-chunk term carries no scale, so its row scale was divided by it (sRowS, kDk).
     const float out_scale = (ROLE == kDq || ROLE == kDk) ? a.scale : 1.f;
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < NTO; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[nt][e] *= out_scale;
-    if (tO.data) store_acc<T>(gO, tO.stride[2], acc, warp, nrows, ocols, nullptr);  // dq/dk may be wanted only for the gate grads
+    if (tO.data) store_acc<T, NTO>(gO, tO.stride[2], acc, warp, nrows, ocols, nullptr);  // dq/dk may be wanted only for the gate grads
     if constexpr (kGateDots) {
       // per-token partial q.dq / k.dk for this Dk tile (inter part, plus the intra part on tile 0)
       float* dst = ROLE == kDq ? a.qdq : a.kdk;

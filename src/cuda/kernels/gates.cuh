@@ -100,7 +100,8 @@ __global__ void __launch_bounds__(32) chunk_gate_scan_kernel(Args a, int backwar
 
 // 2) Per head (one warp): the boundary stabilizers m^_{c+1} = g_c + max(m^_c, max(iota - b)) (sig: 0),
 //    32 chunks per step: lanes load, then the recurrence runs through the shuffles. Grid: B*H, 32 threads.
-static __global__ void __launch_bounds__(32) chunk_stabilizers_kernel(Args a, int backward) {
+template <class G>  // G unused: a template so that only the gate TUs compile it
+__global__ void __launch_bounds__(32) chunk_stabilizers_kernel(Args a, int backward) {
   const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, lane = threadIdx.x;
   const bool is_exp = a.variant == TFLA_VARIANT_EXP;
   float* mhat = a.mhat + static_cast<int64_t>(bh) * (a.NC + 1);
@@ -123,7 +124,8 @@ static __global__ void __launch_bounds__(32) chunk_stabilizers_kernel(Args a, in
 
 // 3) Forward, per token: m_t = b_t + max(m^_c, pm_t) (sig: 0), also into the caller's m_token.
 //    Grid: (ceil(S / 128), B*H), 128 threads.
-static __global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
+template <class G>  // G unused: a template so that only the gate TUs compile it
+__global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
   const int t = blockIdx.x * 128 + threadIdx.x, bh = blockIdx.y, b = bh / a.H, h = bh % a.H;
   if (t >= a.S) return;
   const int64_t i = static_cast<int64_t>(bh) * a.S + t;
@@ -148,7 +150,8 @@ __device__ __forceinline__ float token_gate_term(const Args& a, int64_t i, int n
 }
 
 // 1) per chunk: the sum of (q.dq - k.dk) over its tokens. Grid: (NC, B*H), 32 threads.
-static __global__ void __launch_bounds__(32) chunk_gate_totals_kernel(Args a, int n_dk_tiles) {
+template <class G>  // G unused: a template so that only the gate TUs compile it
+__global__ void __launch_bounds__(32) chunk_gate_totals_kernel(Args a, int n_dk_tiles) {
   const int c = blockIdx.x, bh = blockIdx.y, lane = threadIdx.x;
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
   const int cstart = c * a.L, cend = min(a.S, cstart + a.L);
@@ -163,7 +166,8 @@ static __global__ void __launch_bounds__(32) chunk_gate_totals_kernel(Args a, in
 }
 
 // 2) per head: carry_c = (state term) + sum of the totals of the chunks after c. Grid: B*H, 32 threads.
-static __global__ void __launch_bounds__(32) chunk_gate_carries_kernel(Args a, int n_state_partials) {
+template <class G>  // G unused: a template so that only the gate TUs compile it
+__global__ void __launch_bounds__(32) chunk_gate_carries_kernel(Args a, int n_state_partials) {
   const int bh = blockIdx.x, lane = threadIdx.x;
   float carry = 0.f;
   for (int p = 0; p < n_state_partials; ++p) carry += a.statedot[static_cast<int64_t>(bh) * n_state_partials + p];
