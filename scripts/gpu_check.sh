@@ -4,6 +4,7 @@
 # the Triton reference (if its wheels are in .peers/); print a short summary table last.
 # Results land in $OUT (the device tool's output folder) or ./gpu-out.
 #   usage: bash scripts/gpu_check.sh [all | test | bench | profile ...]   (default all = test bench profile)
+#   TFLA_BENCH_CHUNKS  chunk sizes tfla is timed at (default "128 256")
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=" ${*:-all} "
@@ -76,7 +77,7 @@ if want bench; then
   : >"$OUT/bench.jsonl"
   for S in 1024 16384 65536; do
     B=$((65536 / S))
-    for L in 128 256; do
+    for L in ${TFLA_BENCH_CHUNKS:-128 256}; do
       for v in "sig --normalize 0 --gate-dtype bf16" "exp --gate-dtype f32"; do
         check="--no-check"; [ "$S" -le 1024 ] && check="--check"
         "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 --dv 256 --chunk $L \

@@ -100,3 +100,32 @@ export_cuda_compiler() {
     export CUDACXX="$nvcc"
   fi
 }
+
+# The Python package's CPU tests (scripts/test.sh): a virtual environment in build/python-venv with torch (PyPI's
+# Linux wheel, ~2 minutes to install the first time) and the test-only peers (mlstm_kernels, xlstm, transformers:
+# called by the tests, never shipped), then `pip install .` with the CUDA backend off (TFLA_CUDA=OFF: CI has no
+# GPU, and the cuda preset already compiles every kernel), then pytest on python/tests (GPU tests skip).
+# Versions: TFLA_PY_TORCH (default torch==2.15.0), TFLA_PY_TRANSFORMERS (default transformers==5.24.0).
+python_tests() {
+  local venv="$TFLA_ROOT/build/python-venv"
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    say "installing python3 and python3-venv"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo=(sudo -n); fi
+    run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+      run "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        python3 python3-venv python3-pip || die "python3 with venv is needed for the Python tests (TFLA_TEST_PYTHON=0 skips them)"
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    run python3 -m venv "$venv" || die "could not create $venv"
+  fi
+  local py="$venv/bin/python"
+  say "installing the Python test environment into build/python-venv (torch from PyPI)"
+  run "$py" -m pip install -q --disable-pip-version-check "${TFLA_PY_TORCH:-torch==2.15.0}" numpy pytest einops \
+    "${TFLA_PY_TRANSFORMERS:-transformers==5.24.0}"
+  run "$py" -m pip install -q --disable-pip-version-check --no-deps mlstm_kernels==2.0.6 xlstm==2.0.6
+  say "building and installing the tfla Python package (CPU only): pip install ."
+  run env TFLA_CUDA=OFF "$py" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$TFLA_ROOT"
+  say "running the Python tests: pytest python/tests"
+  (cd "$TFLA_ROOT" && run "$py" -m pytest python/tests -q -rs -p no:cacheprovider)
+}

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Quickstart, the tests: set up a fresh machine, build the cpu preset and run its test suite.
+# Quickstart, the tests: set up a fresh machine, build the cpu preset and run its test suite, then the Python
+# package's CPU tests.
 # When nvcc is present it also compiles the cuda preset (every kernel, no GPU needed), and when a GPU is
 # present it runs the CUDA tests too. Exits non-zero on any build or test failure.
 #   TFLA_TEST_CUDA_BUILD=0|1  compile the cuda preset (default: 1 when nvcc is found)
 #   TFLA_TEST_CUDA_RUN=0|1    run `ctest --preset cuda` (default: 1 when the cuda preset was built and
 #                             nvidia-smi lists a GPU)
+#   TFLA_TEST_PYTHON=0|1      build the Python package (pip install ., CPU only) in build/python-venv and run
+#                             its tests with pytest (default 1; GPU tests skip without a GPU: on a GPU machine
+#                             use scripts/gpu_python_tests.sh)
 # SPDX-License-Identifier: Apache-2.0
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,6 +41,12 @@ fi
 if [ "$cuda_run" = 1 ]; then
   say "GPU found: running the tests of the cuda build: ctest --preset cuda"
   run ctest --preset cuda
+fi
+
+if [ "${TFLA_TEST_PYTHON:-1}" = 1 ]; then
+  python_tests
+else
+  say "skipping the Python package tests (TFLA_TEST_PYTHON=0)"
 fi
 
 say "all tests passed"

@@ -85,6 +85,9 @@ void print_help() {
       "                         O(S*Dk*Dv) per pair and runs on one CPU core.\n"
       "  --tol X                fail (exit 1) when an error exceeds X [none: report only; a NaN or Inf\n"
       "                         in a checked output always fails]\n"
+      "  --flush-l2 / --no-flush-l2  CUDA: overwrite a scratch buffer of twice the L2 size (cudaMemsetAsync)\n"
+      "                         before every call, outside the timed region, so that no call finds the\n"
+      "                         previous call's data in L2 [--flush-l2]\n"
       "\n"
       "Output:\n"
       "  (default)              a readable report on stdout\n"
@@ -96,7 +99,19 @@ void print_help() {
       "What is measured:\n"
       "  time     the median over --reps of one tfla_mlstm_fwd / tfla_mlstm_bwd call (wall clock on CPU,\n"
       "           cudaEvent pairs on the call's stream on CUDA); fwd+bwd is the sum of the two medians.\n"
-      "           Inputs, outputs and the workspace are allocated once, before timing.\n"
+      "           Inputs, outputs and the workspace are allocated once, before timing. On CUDA the L2\n"
+      "           cache is flushed before every call (--flush-l2; the memset is outside the event pair).\n"
+      "           Inputs are drawn once per process (--seed) and not redrawn between calls: the kernels\n"
+      "           have no data-dependent control flow, and with the flush no call reads its inputs from\n"
+      "           L2. Outputs and gradients are overwritten, never accumulated, so nothing is cleared.\n"
+      "  memory   (text, --json) the bytes of every device buffer tfla-bench allocates for the run, from\n"
+      "           its own allocation sizes: inputs (q, k, v, gates, dh, initial/dlast state), forward\n"
+      "           outputs (h, m_token, den_token, final state), gradients, and one workspace of\n"
+      "           max(fwd, bwd) bytes; peak_bytes is their sum (the L2-flush scratch not counted).\n"
+      "           fwd_extra_bytes = forward outputs + fwd workspace, fwdbwd_extra_bytes = forward\n"
+      "           outputs + gradients + workspace: what a training step holds above its inputs.\n"
+      "           --json also gives memgetinfo_delta_bytes (CUDA): the drop of cudaMemGetInfo's free\n"
+      "           bytes over those allocations, as a cross-check (allocation granularity included).\n"
       "  tokens/s B*S / time.\n"
       "  TFLOP/s  a model count, not measured: per (b,h) with N = S tokens, L = min(chunk, S), c = 1/2,\n"
       "             forward  N*[4*Dk*Dv + 2*c*L*(Dk+Dv)]      (docs/spec-mlstm.md, runtime model)\n"
@@ -173,6 +188,7 @@ struct Options {
   double tol = -1.0;  // < 0: none
   OutFormat out = OutFormat::Text;
   bool header = true;
+  bool flush_l2 = true;
 };
 
 int64_t parse_int(const std::string& opt, const std::string& s, int64_t min_value) {
@@ -317,6 +333,12 @@ Options parse_args(int argc, char** argv) {
     } else if (a == "--no-header") {
       flag();
       o.header = false;
+    } else if (a == "--flush-l2") {
+      flag();
+      o.flush_l2 = true;
+    } else if (a == "--no-flush-l2") {
+      flag();
+      o.flush_l2 = false;
     } else if (a.size() > 1 && a[0] == '-') {
       usage_error("unknown option '%s'", argv[i]);
     } else {
@@ -569,6 +591,7 @@ int main(int argc, char** argv) {
   bool use_cuda = false;
   std::string device_desc, first_line;
   int cuda_devices = 0;
+  [[maybe_unused]] int64_t l2_bytes = 0;  // CUDA: the device's L2 cache size
   std::string cuda_reason;
 #if TFLA_BENCH_WITH_CUDA
   if (tfla_has_cuda()) {
@@ -608,6 +631,7 @@ int main(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, "CUDA device %lld: %s (sm_%d%d, %d SMs)", static_cast<long long>(opt.device_index),
                   prop.name, prop.major, prop.minor, prop.multiProcessorCount);
     device_desc = buf;
+    l2_bytes = prop.l2CacheSize;
   }
 #endif
   if (!use_cuda) {
@@ -713,8 +737,13 @@ int main(int argc, char** argv) {
   void* stream = nullptr;
 #if TFLA_BENCH_WITH_CUDA
   cudaStream_t cstream = nullptr;
+  size_t free_before = 0;  // cudaMemGetInfo before tfla-bench's allocations (a cross-check of its own sum)
   if (use_cuda) {
     progress.update("copying inputs to the GPU");
+    {
+      size_t total = 0;
+      cuda_check(cudaMemGetInfo(&free_before, &total), "cudaMemGetInfo");
+    }
     cuda_check(cudaStreamCreateWithFlags(&cstream, cudaStreamNonBlocking), "cudaStreamCreate");
     stream = cstream;
     for (Buf* b : all) {
@@ -763,6 +792,31 @@ int main(int argc, char** argv) {
     }
   }
 
+  // ---- memory: tfla-bench's own device allocations for the run (see --help)
+  size_t io_bytes = 0, fwd_out_bytes = 0, grad_bytes = 0;
+  for (const Buf* b : {&q, &k, &v, &ig, &fg, &dh, &c0, &n0, &m0, &dc_last, &dn_last}) io_bytes += b->bytes();
+  for (const Buf* b : {&h, &m_tok, &den_tok, &c_last, &n_last, &m_last}) fwd_out_bytes += b->bytes();
+  for (const Buf* b : {&dq, &dk, &dv, &dig, &dfg, &dc0, &dn0}) grad_bytes += b->bytes();
+  const size_t peak_bytes = tensor_bytes + ws_bytes;
+  const size_t fwd_extra_bytes = fwd_out_bytes + fws;
+  const size_t fwdbwd_extra_bytes = fwd_out_bytes + grad_bytes + ws_bytes;
+  long long memgetinfo_delta = -1;  // -1: not measured (CPU)
+  [[maybe_unused]] void* flush_buf = nullptr;
+  size_t flush_bytes = 0;
+#if TFLA_BENCH_WITH_CUDA
+  if (use_cuda) {
+    size_t free_after = 0, total = 0;
+    cuda_check(cudaMemGetInfo(&free_after, &total), "cudaMemGetInfo");
+    memgetinfo_delta = static_cast<long long>(free_before) - static_cast<long long>(free_after);
+    if (opt.flush_l2) {
+      // Twice the L2 size (at least 16 MiB), rounded up to 1 MiB; allocated after the measurement above.
+      const size_t want = std::max<size_t>(2 * static_cast<size_t>(std::max<int64_t>(l2_bytes, 0)), size_t{16} << 20);
+      flush_bytes = (want + (size_t{1} << 20) - 1) / (size_t{1} << 20) * (size_t{1} << 20);
+      cuda_check(cudaMalloc(&flush_buf, flush_bytes), "cudaMalloc of the L2-flush buffer");
+    }
+  }
+#endif
+
   // ---- timing
   auto time_calls = [&](bool backward, int64_t n, bool timed) -> std::vector<double> {
     std::vector<double> ms;
@@ -775,6 +829,8 @@ int main(int argc, char** argv) {
         cudaEvent_t e0, e1;
         cuda_check(cudaEventCreate(&e0), "cudaEventCreate");
         cuda_check(cudaEventCreate(&e1), "cudaEventCreate");
+        if (flush_buf != nullptr)  // evict the previous call's data from L2; stream-ordered before e0
+          cuda_check(cudaMemsetAsync(flush_buf, static_cast<int>(r & 0xff), flush_bytes, cstream), "cudaMemsetAsync (L2 flush)");
         cuda_check(cudaEventRecord(e0, cstream), "cudaEventRecord");
         lib_check(backward ? tfla_mlstm_bwd(&bp, ws, ws_bytes, stream) : tfla_mlstm_fwd(&fp, ws, ws_bytes, stream), what);
         cuda_check(cudaEventRecord(e1, cstream), "cudaEventRecord");
@@ -958,8 +1014,10 @@ int main(int argc, char** argv) {
                 static_cast<long long>(S), static_cast<long long>(Dk), static_cast<long long>(Dv),
                 static_cast<long long>(chunk), chunk_opt == 0 ? " (library default)" : "", dtype_name(dtype),
                 dtype_name(gdtype), layout_name, opt.state ? "yes" : "no");
-    std::printf("memory   tensors %.1f MiB, workspace fwd %.1f MiB / bwd %.1f MiB\n", tensor_bytes / 1048576.0,
-                fws / 1048576.0, bws / 1048576.0);
+    std::printf("memory   tensors %.1f MiB, workspace fwd %.1f MiB / bwd %.1f MiB; peak %.1f MiB (all device buffers), "
+                "above the inputs: fwd %.1f MiB, fwd+bwd %.1f MiB\n", tensor_bytes / 1048576.0,
+                fws / 1048576.0, bws / 1048576.0, peak_bytes / 1048576.0, fwd_extra_bytes / 1048576.0,
+                fwdbwd_extra_bytes / 1048576.0);
     std::printf("timing   median of %lld call%s after %lld warm-up (%s)\n", static_cast<long long>(reps),
                 reps == 1 ? "" : "s", static_cast<long long>(warmup), use_cuda ? "cudaEvent" : "wall clock");
     std::printf("           %14s %14s %12s\n", "time/call", "tokens/s", "TFLOP/s");
@@ -1055,9 +1113,18 @@ int main(int argc, char** argv) {
       std::printf("],\"fwd_tokens_per_s\":%.6g,\"bwd_tokens_per_s\":%.6g,\"fwdbwd_tokens_per_s\":%.6g,"
                   "\"fwd_tflops\":%.6g,\"bwd_tflops\":%.6g,\"fwdbwd_tflops\":%.6g,\"fwd_flops\":%.6g,\"bwd_flops\":%.6g,"
                   "\"flop_model\":\"per (b,h): fwd N*[4*Dk*Dv + 2*c*L*(Dk+Dv)], bwd N*[8*Dk*Dv + 2*c*L*(3*Dk+2*Dv)], "
-                  "c=1/2, L=min(chunk,S)\",\"checked_pairs\":%lld,\"errors\":{",
+                  "c=1/2, L=min(chunk,S)\",\"tensor_bytes\":%zu,\"io_bytes\":%zu,\"workspace_fwd_bytes\":%zu,"
+                  "\"workspace_bwd_bytes\":%zu,\"workspace_bytes\":%zu,\"peak_bytes\":%zu,\"fwd_extra_bytes\":%zu,"
+                  "\"fwdbwd_extra_bytes\":%zu,\"memgetinfo_delta_bytes\":",
                   tok_s(t_fwd), tok_s(t_bwd), tok_s(t_all), tflops(fwd_flops, t_fwd), tflops(bwd_flops, t_bwd),
-                  tflops(fwd_flops + bwd_flops, t_all), fwd_flops, bwd_flops, static_cast<long long>(checked_pairs));
+                  tflops(fwd_flops + bwd_flops, t_all), fwd_flops, bwd_flops, tensor_bytes, io_bytes, fws, bws,
+                  ws_bytes, peak_bytes, fwd_extra_bytes, fwdbwd_extra_bytes);
+      if (memgetinfo_delta >= 0) std::printf("%lld", memgetinfo_delta);
+      else std::printf("null");
+      std::printf(",\"mem_method\":\"sum of tfla-bench's own device allocations (inputs, outputs, gradients, "
+                  "max(fwd,bwd) workspace); L2-flush scratch excluded\",\"l2_flush_bytes\":%zu,"
+                  "\"fresh_inputs\":false,\"checked_pairs\":%lld,\"errors\":{",
+                  flush_bytes, static_cast<long long>(checked_pairs));
       bool first = true;
       for (const char* c : err_cols) {
         bool present;
@@ -1078,6 +1145,7 @@ int main(int argc, char** argv) {
   if (use_cuda) {
     for (Buf* b : all) cudaFree(b->dev);
     if (ws) cudaFree(ws);
+    if (flush_buf) cudaFree(flush_buf);
     cudaStreamDestroy(cstream);
     ws = nullptr;
   }

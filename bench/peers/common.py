@@ -187,12 +187,13 @@ class Runner:
             x.grad = None
         return times, peak
 
-    def run(self, kernel, points, build, meta_extra=None, base_fields=None):
+    def run(self, kernel, points, build, meta_extra=None, base_fields=None, meta=True):
         """Time `kernel` on every point; build(point, runner) -> Setup. Prints the meta line and one row each."""
         t = self.torch
-        emit({"meta": {"kernel": kernel, "versions": self.versions(meta_extra), "reps": self.args.reps,
-                       "warmup": self.args.warmup, "l2_flush_bytes": self.flush_bytes,
-                       "fresh_inputs": not self.args.no_refresh}})
+        if meta:
+            emit({"meta": {"kernel": kernel, "versions": self.versions(meta_extra), "reps": self.args.reps,
+                           "warmup": self.args.warmup, "l2_flush_bytes": self.flush_bytes,
+                           "fresh_inputs": not self.args.no_refresh}})
         modes = [m for m in self.args.modes.split(",") if m]
         for i, pt in enumerate(points):
             rec = {"kernel": kernel}
@@ -253,6 +254,38 @@ class Runner:
                 sys.stdout.flush()
                 os._exit(3)
         return 0
+
+
+def import_skipping_init(package, module):
+    """Import `package.module` without running package/__init__.py (which may pull in what the kernel does not
+    need: model classes, transformers, a compiled extension). Falls back to the normal import."""
+    import importlib
+    import importlib.util
+    import types
+    if package not in sys.modules:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError(f"No module named '{package}'", name=package)
+        pkg = types.ModuleType(package)
+        pkg.__path__ = list(spec.submodule_search_locations)
+        pkg.__file__ = spec.origin
+        sys.modules[package] = pkg
+        try:
+            return importlib.import_module(f"{package}.{module}")
+        except Exception:
+            for m in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+                del sys.modules[m]
+    return importlib.import_module(f"{package}.{module}")
+
+
+def emit_unavailable(kernel, base, points, exc):
+    """One row per point when the peer cannot run at all: 'skipped' (not installed) or 'error'."""
+    missing = isinstance(exc, ImportError)
+    msg = f"{type(exc).__name__}: {exc}"[:500]
+    for pt in points:
+        emit({"kernel": kernel, **base, **pt, "status": "skipped" if missing else "error", "ok": False,
+              "error": ("not installed: " if missing else "") + msg})
+    return 0
 
 
 def randn(runner, shape, dtype, mean=0.0, requires_grad=False):

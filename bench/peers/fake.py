@@ -8,6 +8,8 @@ the driver, the report and the plots end to end.
 Fault injection (to test the driver's crash and timeout handling):
   --crash-at I   exit with status 139 (as a segfault does) when point I (0-based) starts
   --hang-at I    stop printing and sleep when point I starts (the driver's watchdog must kill it)
+  --fatal-at I   report point I as failed with a CUDA error, then exit with status 3 (as common.py does when
+                 the CUDA context is lost)
   --refuse-fwbw  every forward+backward fails as FLA's Hopper guard does
 """
 import argparse
@@ -100,6 +102,7 @@ def main():
     ap.add_argument("--deadline", type=float, default=0)
     ap.add_argument("--crash-at", type=int, default=-1)
     ap.add_argument("--hang-at", type=int, default=-1)
+    ap.add_argument("--fatal-at", type=int, default=-1)
     ap.add_argument("--refuse-fwbw", action="store_true")
     ap.add_argument("--base", default="{}", help="JSON of fields every row carries")
     a, _ = ap.parse_known_args()
@@ -121,6 +124,11 @@ def main():
             rec.update({"status": "skipped", "ok": False, "error": "time budget of the suite used up"})
             print(json.dumps(rec), flush=True)
             continue
+        if i == a.fatal_at:
+            rec.update({"status": "error", "ok": False,
+                        "error": "RuntimeError: CUDA error: an illegal memory access was encountered (fake)"})
+            print(json.dumps(rec), flush=True)
+            os._exit(3)
         rnd = random.Random(hash((a.kernel, pt.get("S"), pt.get("dk"), pt.get("chunk"))) & 0xffff)
         fw, fwbw, fwbw_extra, fw_extra = fake_times(a.kernel, pt, rnd, a.reps)
         rec.update({"fw_ms": fw, "fw_ms_all": series(fw, a.reps, rnd), "fw_peak_extra_bytes": int(fw_extra)})

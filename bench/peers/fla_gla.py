@@ -28,12 +28,10 @@ def main():
         runner = common.Runner(args)
         t = runner.torch
         import torch.nn.functional as F
-        from fla.ops.simple_gla import chunk_simple_gla
+        # fla/__init__ also imports FLA's model classes (and transformers), which the kernel does not need
+        chunk_simple_gla = common.import_skipping_init("fla", "ops.simple_gla").chunk_simple_gla
     except BaseException as e:
-        for pt in points:
-            common.emit({"kernel": name, **base, **pt, "status": "error", "ok": False,
-                         "error": f"{type(e).__name__}: {e}"[:500]})
-        return 0
+        return common.emit_unavailable(name, base, points, e)
 
     def build(pt, r):
         B, H, S, dk, dv = pt["B"], pt["H"], pt["S"], pt["dk"], pt["dv"]

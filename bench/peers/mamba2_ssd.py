@@ -65,10 +65,7 @@ def main():
         t = runner.torch
         fn, version, mode = import_ssd()
     except BaseException as e:
-        for pt in points:
-            common.emit({"kernel": name, **base, **pt, "status": "error", "ok": False,
-                         "error": f"{type(e).__name__}: {e}"[:500]})
-        return 0
+        return common.emit_unavailable(name, base, points, e)
     base["import_mode"] = mode
 
     def build(pt, r):

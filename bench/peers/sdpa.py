@@ -32,10 +32,7 @@ def main():
         backend = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                    "math": SDPBackend.MATH}[args.backend]
     except BaseException as e:
-        for pt in points:
-            common.emit({"kernel": name, **base, **pt, "status": "error", "ok": False,
-                         "error": f"{type(e).__name__}: {e}"[:500]})
-        return 0
+        return common.emit_unavailable(name, base, points, e)
 
     def build(pt, r):
         B, S = pt["B"], pt["S"]

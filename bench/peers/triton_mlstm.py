@@ -47,6 +47,7 @@ def main():
     if args.kernel == "limit" and args.variant != "exp":
         ap.error("--kernel limit exists for mLSTMexp only")
     points = common.load_points(args.points)
+    legacy = not points  # one point from the command line, as scripts/gpu_check.sh calls it: no meta line
     if not points:
         if not args.S:
             ap.error("give -S (one point) or --points")
@@ -69,10 +70,7 @@ def main():
             from mlstm_kernels.torch.chunkwise.triton_xl_chunk_siging import mlstm_siging_chunkwise__xl_chunk as fn
             kw = {"normalize": bool(args.normalize)}
     except BaseException as e:  # not installed, no GPU: one row per point says so
-        for pt in points:
-            common.emit({"kernel": name, **base, **pt, "status": "error", "ok": False,
-                         "error": f"{type(e).__name__}: {e}"[:500]})
-        return 0
+        return common.emit_unavailable(name, base, points, e)
 
     def build(pt, r):
         B, H, S, dk, dv, L = pt["B"], pt["H"], pt["S"], pt["dk"], pt["dv"], pt["chunk"]
@@ -95,7 +93,7 @@ def main():
                             grads=[q, k, v, i, f], io_bytes=common.nbytes(q, k, v, i, f, dh))
 
     return runner.run(name, points, build, meta_extra={"mlstm_kernels": common.pkg_version("mlstm_kernels")},
-                      base_fields=base)
+                      base_fields=base, meta=not legacy)
 
 
 if __name__ == "__main__":
