@@ -24,33 +24,7 @@ namespace {
 constexpr double kF32Tol = 1e-6;
 constexpr double kF32Floor = 1e-9;
 
-struct Shape {
-  int64_t B, H, S, Dk, Dv;
-};
-struct Variant {
-  tfla_variant v;
-  bool normalize;
-};
-const Variant kVariants[] = {{TFLA_VARIANT_EXP, true}, {TFLA_VARIANT_SIG, true}, {TFLA_VARIANT_SIG, false}};
-
 std::string case_name(const ::testing::TestParamInfo<Case>& info) { return info.param.name(); }
-
-Case make_case(const Shape& s, const Variant& v, int64_t chunk, Layout layout, bool init, bool fin, uint64_t seed) {
-  Case c;
-  c.B = s.B;
-  c.H = s.H;
-  c.S = s.S;
-  c.Dk = s.Dk;
-  c.Dv = s.Dv;
-  c.variant = v.v;
-  c.normalize = v.normalize;
-  c.chunk = chunk;
-  c.layout = layout;
-  c.init = init;
-  c.final_state = fin;
-  c.seed = seed;
-  return c;
-}
 
 bool normalizes(const Case& c) { return c.variant == TFLA_VARIANT_EXP || c.normalize; }
 

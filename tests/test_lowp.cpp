@@ -57,36 +57,22 @@ TEST_P(LowPrecision, AccuracyRule) {
 }
 
 std::vector<Case> lowp_grid() {
-  struct Shape {
+  struct LowpShape {
     int64_t B, H, S, Dk, Dv, chunk;
     Layout layout;
     bool states;
   };
-  const Shape shapes[] = {{1, 2, 64, 32, 48, 16, Layout::kDense, true},
+  const LowpShape shapes[] = {{1, 2, 64, 32, 48, 16, Layout::kDense, true},
                           {2, 1, 100, 7, 96, 0, Layout::kSeqMajor, true},
                           {1, 1, 45, 16, 16, 20, Layout::kDense, false}};
-  struct Variant {
-    tfla_variant v;
-    bool normalize;
-  };
-  const Variant variants[] = {{TFLA_VARIANT_EXP, true}, {TFLA_VARIANT_SIG, true}, {TFLA_VARIANT_SIG, false}};
+
   std::vector<Case> out;
   uint64_t seed = 9000;
   for (tfla_dtype xd : {TFLA_DTYPE_BF16, TFLA_DTYPE_F16})
     for (bool gates_in_x : {false, true})
-      for (const auto& v : variants)
+      for (const auto& v : kVariants)
         for (const auto& s : shapes) {
-          Case c;
-          c.B = s.B;
-          c.H = s.H;
-          c.S = s.S;
-          c.Dk = s.Dk;
-          c.Dv = s.Dv;
-          c.chunk = s.chunk;
-          c.layout = s.layout;
-          c.init = c.final_state = s.states;
-          c.variant = v.v;
-          c.normalize = v.normalize;
+          Case c = make_case({s.B, s.H, s.S, s.Dk, s.Dv}, v, s.chunk, s.layout, s.states, s.states, 0);
           c.x = xd;
           c.g = gates_in_x ? xd : TFLA_DTYPE_F32;
           c.seed = ++seed;

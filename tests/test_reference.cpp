@@ -21,10 +21,6 @@ constexpr double kFp64Tol = 1e-10;
 // initial state: h and the state do not depend on f at all).
 constexpr double kFp64Floor = 1e-14;
 
-struct Shape {
-  int64_t B, H, S, Dk, Dv;
-};
-
 // Where both are +-Inf (den_token = e^{-m_t} beyond the double range for extreme gates), compare as equal.
 void mask_common_inf(std::vector<double>& a, std::vector<double>& b) {
   for (size_t e = 0; e < a.size() && e < b.size(); ++e)
@@ -68,26 +64,7 @@ void expect_all_finite(const ref::Outputs& o, const ref::InputGrads& d) {
   EXPECT_TRUE(all_finite("dn0", d.dn0));
 }
 
-Case make_case(const Shape& s, tfla_variant var, bool normalize, bool init, bool fin, uint64_t seed) {
-  Case c;
-  c.B = s.B;
-  c.H = s.H;
-  c.S = s.S;
-  c.Dk = s.Dk;
-  c.Dv = s.Dv;
-  c.variant = var;
-  c.normalize = normalize;
-  c.init = init;
-  c.final_state = fin;
-  c.seed = seed;
-  return c;
-}
 
-struct Variant {
-  tfla_variant v;
-  bool normalize;
-};
-const Variant kVariants[] = {{TFLA_VARIANT_EXP, true}, {TFLA_VARIANT_SIG, true}, {TFLA_VARIANT_SIG, false}};
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) { return info.param.name(); }
 
@@ -102,7 +79,7 @@ std::vector<Case> agreement_grid() {
   uint64_t seed = 1000;
   for (const auto& s : shapes)
     for (const auto& v : kVariants)
-      for (const auto& st : states) out.push_back(make_case(s, v.v, v.normalize, st[0], st[1], ++seed));
+      for (const auto& st : states) out.push_back(make_case(s, v, 0, Layout::kDense, st[0], st[1], ++seed));
   return out;
 }
 
@@ -228,7 +205,7 @@ std::vector<Case> fd_grid() {
   std::vector<Case> out;
   uint64_t seed = 2000;
   for (const auto& s : shapes)
-    for (const auto& v : kVariants) out.push_back(make_case(s.s, v.v, v.normalize, s.init, s.fin, ++seed));
+    for (const auto& v : kVariants) out.push_back(make_case(s.s, v, 0, Layout::kDense, s.init, s.fin, ++seed));
   return out;
 }
 
@@ -260,7 +237,7 @@ std::vector<Case> extreme_grid() {
   for (Gates gk : {Gates::kExtreme50, Gates::kExtreme1e4})
     for (const auto& v : kVariants)
       for (bool st : {false, true}) {
-        Case c = make_case({1, 2, 40, 8, 6}, v.v, v.normalize, st, st, ++seed);
+        Case c = make_case({1, 2, 40, 8, 6}, v, 0, Layout::kDense, st, st, ++seed);
         c.gates = gk;
         out.push_back(c);
       }

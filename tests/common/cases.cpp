@@ -21,6 +21,23 @@ std::string Case::name() const {
   return s.str();
 }
 
+Case make_case(const Shape& s, const Variant& v, int64_t chunk, Layout layout, bool init, bool fin, uint64_t seed) {
+  Case c;
+  c.B = s.B;
+  c.H = s.H;
+  c.S = s.S;
+  c.Dk = s.Dk;
+  c.Dv = s.Dv;
+  c.variant = v.v;
+  c.normalize = v.normalize;
+  c.chunk = chunk;
+  c.layout = layout;
+  c.init = init;
+  c.final_state = fin;
+  c.seed = seed;
+  return c;
+}
+
 double lib_scale(const Case& c) {
   const float s = c.scale != 0.0f ? c.scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.Dk)));
   return static_cast<double>(s);

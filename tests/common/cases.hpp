@@ -39,6 +39,18 @@ struct Case {
 // gtest prints parameters with this (readable test listings instead of a byte dump).
 inline void PrintTo(const Case& c, std::ostream* os) { *os << c.name(); }
 
+// The sizes of a case, its variant, and a Case built from them (the suites' shared shorthand).
+struct Shape {
+  int64_t B, H, S, Dk, Dv;
+};
+struct Variant {
+  tfla_variant v;
+  bool normalize;
+};
+// The three variants: mLSTMexp; mLSTMsig normalized; mLSTMsig unnormalized.
+inline constexpr Variant kVariants[3] = {{TFLA_VARIANT_EXP, true}, {TFLA_VARIANT_SIG, true}, {TFLA_VARIANT_SIG, false}};
+Case make_case(const Shape& s, const Variant& v, int64_t chunk, Layout layout, bool init, bool fin, uint64_t seed);
+
 // The scale and eps exactly as the library uses them (float), as doubles.
 double lib_scale(const Case& c);
 ref::Problem ref_problem(const Case& c);
