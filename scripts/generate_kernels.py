@@ -17,6 +17,7 @@ KERNELS = {
     "prepare_gates_bwd": "kPrepareGatesBwd",
     "gate_grads": "kGateGrads",
     "chunk_states_fwd": "kStatesFwd",
+    "chunk_states_fwd_final": "kStatesFwdFinal",
     "chunk_states_fwd_exact": "kStatesFwdExact",
     "chunk_states_bwd": "kStatesBwd",
     "intra_chunk_output": "kOutput",

@@ -86,5 +86,12 @@ def accuracy_rule(name, kernel, plain, ref, factor=2.0, abs_tol=1e-5):
         bound = factor * ep + abs_tol
         info[metric] = {"kernel": ek, "plain": ep, "bound": bound, "ratio": ek / bound if bound else float("inf")}
         ok = ok and ek <= bound
+    if finite:  # where the kernel is worst: index, values and the magnitude of the output (for diagnosis)
+        err = (kernel.detach().double() - ref.detach().double()).abs()
+        at = int(err.reshape(-1).argmax())
+        idx = tuple(int(x) for x in torch.unravel_index(torch.tensor(at), err.shape))
+        flat = lambda t: t.detach().double().reshape(-1)[at].item()  # noqa: E731
+        info["worst"] = {"index": idx, "kernel": flat(kernel), "ref": flat(ref), "plain": flat(plain),
+                         "ref_absmax": ref.detach().double().abs().max().item()}
     info["ok"] = ok
     return ok, info

@@ -24,6 +24,9 @@ namespace tfla::cuda {
 namespace {
 
 constexpr int kTileSize = 64;
+// chunk_tiles keeps its 64 rows of the score operand in shared memory over the whole head dim: 512 fits
+// with fp32 inputs (226 KB of the 227 KB an H100 block may have).
+constexpr int kMaxHeadDim = 512;
 
 size_t align_up(size_t x) { return (x + 255) & ~static_cast<size_t>(255); }
 
@@ -31,16 +34,17 @@ size_t align_up(size_t x) { return (x + 255) & ~static_cast<size_t>(255); }
 struct Carver {
   char* base;
   size_t used = 0;
-  float* take(size_t n_floats) {
+  float* take(size_t n_floats, size_t elem_bytes = sizeof(float)) {
     float* p = base ? reinterpret_cast<float*>(base + used) : nullptr;
-    used += align_up(n_floats * sizeof(float));
+    used += align_up(n_floats * elem_bytes);
     return p;
   }
 };
 
 int64_t n_chunks(const tfla_mlstm_problem& p) { return (p.seq_len + p.chunk_size - 1) / p.chunk_size; }
 
-void layout(const tfla_mlstm_problem& p, bool backward, void* ws, Args* a, size_t* bytes) {
+// The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32.
+void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, void* ws, Args* a, size_t* bytes) {
   Carver cv{static_cast<char*>(ws)};
   const size_t bh = static_cast<size_t>(p.batch * p.heads), S = p.seq_len, NC = n_chunks(p);
   const size_t Dk = p.dim_qk, Dv = p.dim_v;
@@ -53,7 +57,7 @@ void layout(const tfla_mlstm_problem& p, bool backward, void* ws, Args* a, size_
   w.mhat = cv.take(bh * (NC + 1));
   w.chunk_a = cv.take(bh * NC);
   w.chunk_b = cv.take(bh * NC);
-  w.cstates = cv.take(bh * (NC + 1) * Dk * Dv);
+  w.cstates = cv.take(bh * (NC + 1) * Dk * Dv, backward ? sizeof(float) : state_bytes);
   w.nstates = cv.take(bh * (NC + 1) * Dk);
   if (backward) {
     w.inv_den = cv.take(bh * S);
@@ -107,6 +111,10 @@ tfla_status check_problem(const char* fn, const tfla_mlstm_problem& p) {
   if (p.dim_qk % 8 != 0 || p.dim_v % 8 != 0)
     return fail(TFLA_ERROR_NOT_SUPPORTED, "%s: the CUDA backend needs dim_qk and dim_v to be multiples of 8 (got %lld, %lld)",
                 fn, static_cast<long long>(p.dim_qk), static_cast<long long>(p.dim_v));
+  if (p.dim_qk > kMaxHeadDim || p.dim_v > kMaxHeadDim)
+    return fail(TFLA_ERROR_NOT_SUPPORTED,
+                "%s: the CUDA backend supports dim_qk and dim_v up to %d (got %lld, %lld); the CPU backend has no limit",
+                fn, kMaxHeadDim, static_cast<long long>(p.dim_qk), static_cast<long long>(p.dim_v));
   if (p.batch * p.heads > 65535)
     return fail(TFLA_ERROR_NOT_SUPPORTED, "%s: batch * heads = %lld exceeds 65535 on the CUDA backend", fn,
                 static_cast<long long>(p.batch * p.heads));
@@ -173,7 +181,12 @@ tfla_status gates(const char* fn, KernelId id, int32_t dtype, const Args& a, cud
 template <class T>
 tfla_status run_forward(const Args& a, cudaStream_t s) {
   const char* fn = "tfla_mlstm_fwd";
-  TFLA_CUDA_TRY(fn, "chunk_states", (launch<KernelId::kStatesFwd, T>(a, s)));
+  // The final state as an output needs 2-part products; the states h consumes need 1 (chunk_states.cuh).
+  if (a.c_last.data) {
+    TFLA_CUDA_TRY(fn, "chunk_states", (launch<KernelId::kStatesFwdFinal, T>(a, s)));
+  } else {
+    TFLA_CUDA_TRY(fn, "chunk_states", (launch<KernelId::kStatesFwd, T>(a, s)));
+  }
   TFLA_CUDA_TRY(fn, "intra_chunk_output", (launch<KernelId::kOutput, T>(a, s)));
   return TFLA_SUCCESS;
 }
@@ -204,13 +217,13 @@ int64_t default_chunk_size(const tfla_mlstm_problem&) { return 128; }
 
 tfla_status fwd_workspace_size(const tfla_mlstm_fwd_params& p, size_t* bytes) {
   TFLA_TRY(check_problem("tfla_mlstm_fwd", p.problem));
-  layout(p.problem, false, nullptr, nullptr, bytes);
+  layout(p.problem, false, dtype_size(p.q.dtype), nullptr, nullptr, bytes);
   return TFLA_SUCCESS;
 }
 
 tfla_status bwd_workspace_size(const tfla_mlstm_bwd_params& p, size_t* bytes) {
   TFLA_TRY(check_problem("tfla_mlstm_bwd", p.problem));
-  layout(p.problem, true, nullptr, nullptr, bytes);
+  layout(p.problem, true, sizeof(float), nullptr, nullptr, bytes);
   return TFLA_SUCCESS;
 }
 
@@ -233,7 +246,7 @@ tfla_status fwd(const tfla_mlstm_fwd_params& p, void* workspace, size_t, void* s
   a.c0 = p.c0; a.n0 = p.n0; a.m0 = p.m0;
   a.h = p.h; a.c_last = p.c_last; a.n_last = p.n_last; a.m_last = p.m_last;
   a.m_token = p.m_token; a.den_token = p.den_token;
-  layout(p.problem, false, workspace, &a, nullptr);
+  layout(p.problem, false, dtype_size(p.q.dtype), workspace, &a, nullptr);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesFwd, p.igate.dtype, a, s));
   return by_dtype(p.q.dtype, [&](auto t) { return run_forward<decltype(t)>(a, s); });
@@ -262,7 +275,7 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   a.dh = p.dh; a.dc_last = p.dc_last; a.dn_last = p.dn_last;
   a.dq = p.dq; a.dk = p.dk; a.dv = p.dv; a.digate = p.digate; a.dfgate = p.dfgate;
   a.dc0 = p.dc0; a.dn0 = p.dn0;
-  layout(p.problem, true, workspace, &a, nullptr);
+  layout(p.problem, true, sizeof(float), workspace, &a, nullptr);
   const bool need_gates = p.digate.data || p.dfgate.data;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesBwd, p.igate.dtype, a, s));

@@ -13,8 +13,9 @@ enum class KernelId : int {
   kPrepareGatesFwd,  // T = gate dtype
   kPrepareGatesBwd,  // T = gate dtype
   kGateGrads,        // T = gate dtype
-  kStatesFwd,        // T = q/k/v dtype, from here on; the forward's states (2-part products)
-  kStatesFwdExact,   // the backward's recompute of the states (~fp32 products, for the gate gradients)
+  kStatesFwd,        // T = q/k/v dtype, from here on; the forward's states (1-part products, stored as T)
+  kStatesFwdFinal,   // the same when the final state is an output (2-part products: c_last within the rule)
+  kStatesFwdExact,   // the backward's recompute of the states (~fp32 products, stored fp32, for the gate gradients)
   kStatesBwd,
   kOutput,
   kDq,

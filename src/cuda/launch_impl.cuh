@@ -35,15 +35,17 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
     chunk_gate_carries_kernel<T><<<bh, 32, 0, stream>>>(a, static_cast<int>(n_dk * n_dv));
     gate_grads_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));
     return cudaGetLastError();
-  } else if constexpr (K == KernelId::kStatesFwd || K == KernelId::kStatesFwdExact || K == KernelId::kStatesBwd) {
-    constexpr int parts = K == KernelId::kStatesFwd ? 2 : kStateParts<T>;
-    const size_t smem = (1 + parts) * kTile * kLd * sizeof(T) + kTile * sizeof(float);
-    return launch_with_smem(chunk_states_kernel<T, K == KernelId::kStatesBwd, parts>, dim3(n_dk * n_dv, bh),
-                            dim3(kThreads), smem, stream, a);
+  } else if constexpr (K == KernelId::kStatesFwd || K == KernelId::kStatesFwdFinal) {
+    constexpr int parts = K == KernelId::kStatesFwd ? 1 : 2;
+    return launch_with_smem(chunk_states_kernel<T, false, parts, T>, dim3(n_dk * n_dv, bh), dim3(kThreads),
+                            chunk_states_smem_bytes<T>(), stream, a);
+  } else if constexpr (K == KernelId::kStatesFwdExact || K == KernelId::kStatesBwd) {
+    return launch_with_smem(chunk_states_kernel<T, K == KernelId::kStatesBwd, kStateParts<T>, float>,
+                            dim3(n_dk * n_dv, bh), dim3(kThreads), chunk_states_smem_bytes<T>(), stream, a);
   } else {
     constexpr int role = K == KernelId::kOutput ? kOutput : K == KernelId::kDq ? kDq : K == KernelId::kDk ? kDk : kDv;
     const unsigned n_out = cdiv((role == kDq || role == kDk) ? a.Dk : a.Dv, chunk_tiles_out_cols(role));
-    const size_t smem = chunk_tiles_smem_bytes<T>(role);
+    const size_t smem = chunk_tiles_smem_bytes<T>(role, (role == kOutput || role == kDv) ? a.Dk : a.Dv);
     return launch_with_smem(chunk_tiles_kernel<T, role>, dim3(n_out, n_seq, bh), dim3(kThreads), smem, stream, a);
   }
 }

@@ -115,11 +115,90 @@ __device__ __forceinline__ void mma<float>(float (&d)[4], const FragA<float>& a,
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Register-side conversions of 16-bit fragments: two elements of a 32-bit register <-> two floats (the
+// element with the lower k or n index sits in the low half, as ldmatrix and mma.sync expect).
+template <class T> __device__ __forceinline__ float2 unpack2(uint32_t r);
+template <> __device__ __forceinline__ float2 unpack2<__nv_bfloat16>(uint32_t r) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&r));
+}
+template <> __device__ __forceinline__ float2 unpack2<__half>(uint32_t r) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&r));
+}
+template <class T> __device__ __forceinline__ uint32_t pack2(float x, float y);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float x, float y) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float x, float y) {
+  const __half2 h = __floats2half2_rn(x, y);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// Two floats -> PARTS registers whose sum carries them (split_store's scheme, in registers).
+template <class T, int PARTS>
+__device__ __forceinline__ void pack2_split(uint32_t* dst, int stride, float x, float y) {
+#pragma unroll
+  for (int p = 0; p < PARTS; ++p) {
+    dst[p * stride] = pack2<T>(x, y);
+    const float2 r = unpack2<T>(dst[p * stride]);
+    x -= r.x;
+    y -= r.y;
+  }
+}
+
+// out[p] = parts of A with column k (the token index of a K^T or Q^T operand) scaled by w[k0 + k] (shared
+// memory). The weighting happens on the operand fragment each warp loads anyway, instead of a pass over
+// a shared tile: no extra shared-memory traffic and no barrier (chunk_states v2).
+// A fragment registers (load_a, mma.sync m16n8k16): r0 (row g, k 2t..2t+1), r1 (g+8, same k),
+// r2 (g, k 8+2t..), r3 (g+8, k 8+2t..), with g = lane/4, t = lane%4.
+template <class T, int PARTS>
+__device__ __forceinline__ void scale_a_cols(FragA<T> (&out)[PARTS], const FragA<T>& a, const float* w, int k0) {
+  const int t = threadIdx.x & 3;
+  const float2 wl = *reinterpret_cast<const float2*>(w + k0 + 2 * t);
+  const float2 wh = *reinterpret_cast<const float2*>(w + k0 + 8 + 2 * t);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 x = unpack2<T>(a.r[i]);
+    const float2 s = i < 2 ? wl : wh;
+    pack2_split<T, PARTS>(&out[0].r[i], sizeof(FragA<T>) / sizeof(uint32_t), x.x * s.x, x.y * s.y);
+  }
+}
+template <>
+__device__ __forceinline__ void scale_a_cols<float, 1>(FragA<float> (&out)[1], const FragA<float>& a, const float* w,
+                                                      int k0) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int k = 0; k < 16; ++k) out[0].a[i][k] = a.a[i][k] * w[k0 + k];
+}
+
 // acc(16 x 8*NT) += A(rows m0..m0+15, K) * B(K, 8*NT columns), both from shared memory with row lengths
 // lda / ldb (elements).
 template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT>
 __device__ __forceinline__ void warp_gemm_ld(float (&acc)[NT][4], const T* sA, int lda, int m0, const T* sB, int ldb,
                                              int K) {
+  if constexpr (std::is_same_v<T, float>) {
+    // fp32: one k at a time, so only 2 A and 2 B values per n-tile are live (whole FragA/FragB<float>
+    // fragments, 64 registers, made the v2 chunk_tiles kernels spill); the shared-memory reads are the same.
+    const int r = m0 + ((threadIdx.x & 31) >> 2), cb = 2 * (threadIdx.x & 3);
+#pragma unroll 2
+    for (int k = 0; k < K; ++k) {
+      const float a0 = A_K_MAJOR ? sA[r * lda + k] : sA[k * lda + r];
+      const float a1 = A_K_MAJOR ? sA[(r + 8) * lda + k] : sA[k * lda + r + 8];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const int c = nt * 8 + cb;
+        const float b0 = B_K_MAJOR ? sB[c * ldb + k] : sB[k * ldb + c];
+        const float b1 = B_K_MAJOR ? sB[(c + 1) * ldb + k] : sB[k * ldb + c + 1];
+        acc[nt][0] = fmaf(a0, b0, acc[nt][0]);
+        acc[nt][1] = fmaf(a0, b1, acc[nt][1]);
+        acc[nt][2] = fmaf(a1, b0, acc[nt][2]);
+        acc[nt][3] = fmaf(a1, b1, acc[nt][3]);
+      }
+    }
+    return;
+  }
 #pragma unroll 1
   for (int k0 = 0; k0 < K; k0 += 16) {
     FragA<T> a;
@@ -156,16 +235,20 @@ __device__ __forceinline__ int acc_col(int nt, int e) { return nt * 8 + 2 * (thr
 // `g` points at element (0, 0); rows are `row_stride` elements apart, columns contiguous.
 // Requires cols % 8 == 0, 16-byte aligned rows (checked by the dispatcher).
 // A 64 x COLS tile; shared rows are LD elements long.
-template <class T, int COLS = kTile, int LD = kLd>
-__device__ __forceinline__ void load_tile_async(T* s, const T* g, int64_t row_stride, int rows, int cols) {
+template <class T, int COLS = kTile>
+__device__ __forceinline__ void load_tile_async_ld(T* s, int ld, const T* g, int64_t row_stride, int rows, int cols) {
   constexpr int kVec = 16 / sizeof(T);          // elements per 16-byte vector
   constexpr int kVecsPerRow = COLS / kVec;
   for (int idx = threadIdx.x; idx < kTile * kVecsPerRow; idx += kThreads) {
     const int r = idx / kVecsPerRow, c = (idx % kVecsPerRow) * kVec;
     const bool ok = r < rows && c < cols;
     const T* src = ok ? g + r * row_stride + c : g;
-    hw::cp_async_16(s + r * LD + c, src, ok ? 16 : 0);
+    hw::cp_async_16(s + r * ld + c, src, ok ? 16 : 0);
   }
+}
+template <class T, int COLS = kTile, int LD = kLd>
+__device__ __forceinline__ void load_tile_async(T* s, const T* g, int64_t row_stride, int rows, int cols) {
+  load_tile_async_ld<T, COLS>(s, LD, g, row_stride, rows, cols);
 }
 
 // An fp32 value as a sum of PARTS values of T: part 0 = T(x), part p = T(x - parts 0..p-1). For bf16 each

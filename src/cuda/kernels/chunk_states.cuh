@@ -7,8 +7,13 @@
 //
 // Grid: (Dk tiles x Dv tiles, B*H); one 64x64 fp32 tile of the running state stays in registers for
 // the whole sequence (warp w owns state rows 16w..16w+15), so the state never round-trips through
-// memory inside the recurrence; each chunk's tokens stream through shared memory 64 at a time.
-// The n-vector (length Dk) rides along in the blocks of Dv tile 0, one row per thread.
+// memory inside the recurrence. The n-vector (length Dk) rides along in the blocks of Dv tile 0.
+//
+// Schedule (v2): the sequence streams through shared memory in 64-token tiles, two stages deep: while
+// the tensor cores work on tile j, cp.async brings tile j+1 (and its per-token weights are computed).
+// The per-token weight multiplies the A operand (K^T or Q^T) in registers, right after ldmatrix, split
+// into PARTS fragments there: v1 rescaled the B tile in a separate shared-memory pass between two
+// barriers (1.42 ms of ncu time at S = 1024 with 2 parts, bench/results/2026-11-25-h100-v1.3).
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include "cuda/args.cuh"
@@ -16,20 +21,26 @@
 
 namespace tfla::cuda {
 
-// PARTS: how many T tiles carry each gate-weighted value (tiles.cuh, split_store): 2 for the forward
-// (final state within the accuracy rule), kStateParts (~fp32) where the backward's gate gradients use the
-// states. Measured (ncu, H100, S=1024, Dk=128, Dv=256): 1.70 ms with 3 parts.
-template <class T, bool REVERSE, int PARTS>
-__global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
+// Shared memory of chunk_states_kernel<T>: two stages of (A tile, B tile, weights).
+template <class T>
+constexpr size_t chunk_states_smem_bytes() {
+  return 2 * (2 * kTile * kLd * sizeof(T) + kTile * sizeof(float));
+}
+
+// PARTS: how many T fragments carry each gate-weighted operand (tiles.cuh, scale_a_cols): 1 where only
+// the forward's h consumes the states, 2 where the final state is an output (c_last within the accuracy
+// rule), kStateParts (~fp32) where the backward's gate gradients use the states.
+// STATE_T: the element type of the stored per-chunk states: T for the forward (h rounds them to T for its
+// tensor-core product anyway: half the bytes of fp32, and the output kernel loads them without conversion),
+// float for the backward (dq and the gate gradients need ~fp32 states).
+template <class T, bool REVERSE, int PARTS, class STATE_T>
+__global__ void __launch_bounds__(kThreads, 2) chunk_states_kernel(Args a) {
   // ---- configuration -------------------------------------------------------------------------------
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* sA = reinterpret_cast<T*>(smem_raw);  // [token][dk]: K (forward) or Q (backward)
   constexpr int kParts = sizeof(T) == 2 ? PARTS : 1;
-  T* const sB0 = sA + kTile * kLd;  // [token][dv]: V (forward) or dH (backward) scaled per token, kParts tiles
-  T* sB[kParts];
-#pragma unroll
-  for (int p = 0; p < kParts; ++p) sB[p] = sB0 + p * kTile * kLd;
-  float* sW = reinterpret_cast<float*>(sB0 + kParts * kTile * kLd);  // per-token weights of the current tile
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* const sA0 = reinterpret_cast<T*>(smem_raw);        // stage s: [token][dk], K (forward) or Q (backward)
+  T* const sB0 = sA0 + 2 * kTile * kLd;                  // stage s: [token][dv], V (forward) or dH (backward)
+  float* const sW0 = reinterpret_cast<float*>(sB0 + 2 * kTile * kLd);  // stage s: per-token weights
 
   const int n_dv_tiles = cdiv(a.Dv, kTile);
   const int ti = blockIdx.x / n_dv_tiles, tj = blockIdx.x % n_dv_tiles;
@@ -40,7 +51,8 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
   const bool carries_n = tj == 0;
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
   const float* mhat = a.mhat + static_cast<int64_t>(bh) * (a.NC + 1);
-  float* states = (REVERSE ? a.dcstates : a.cstates) + static_cast<int64_t>(bh) * (a.NC + 1) * a.Dk * a.Dv;
+  STATE_T* states = reinterpret_cast<STATE_T*>(REVERSE ? a.dcstates : a.cstates) +
+                    static_cast<int64_t>(bh) * (a.NC + 1) * a.Dk * a.Dv;
   float* nstates = (REVERSE ? a.dnstates : a.nstates) + static_cast<int64_t>(bh) * (a.NC + 1) * a.Dk;
   const tfla_tensor& init = REVERSE ? a.dc_last : a.c0;       // state entering the recurrence
   const tfla_tensor& init_n = REVERSE ? a.dn_last : a.n0;
@@ -64,64 +76,95 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_states_kernel(Args a) {
     n = static_cast<const float*>(init_n.data)[off3(init_n, b, h, dk0 + tid)];
 
   auto store_state = [&](int slot) {
-    float* dst = states + static_cast<int64_t>(slot) * a.Dk * a.Dv + static_cast<int64_t>(dk0) * a.Dv + dv0;
+    STATE_T* dst = states + static_cast<int64_t>(slot) * a.Dk * a.Dv + static_cast<int64_t>(dk0) * a.Dv + dv0;
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; e += 2) {
         const int r = acc_row(warp, e), c = acc_col(nt, e);
-        if (r < rows && c < cols) *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(acc[nt][e], acc[nt][e + 1]);
+        if (r < rows && c < cols) {
+          if constexpr (std::is_same_v<STATE_T, float>) {
+            *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(acc[nt][e], acc[nt][e + 1]);
+          } else {
+            *reinterpret_cast<uint32_t*>(dst + r * a.Dv + c) = pack2<STATE_T>(acc[nt][e], acc[nt][e + 1]);
+          }
+        }
       }
     if (carries_n && tid < rows) nstates[static_cast<int64_t>(slot) * a.Dk + dk0 + tid] = n;
   };
 
-  // ---- the recurrence over chunks ------------------------------------------------------------------
-  for (int step = 0; step < a.NC; ++step) {
-    const int c = REVERSE ? a.NC - 1 - step : step;
-    store_state(REVERSE ? c + 1 : c);
-    const int cstart = c * a.L, cend = min(a.S, cstart + a.L);
-    const float g = a.bcum[tok0 + cend - 1];
-    const float m_in = mhat[c], m_out = mhat[c + 1];
-    const float decay = __expf(g + m_in - m_out);  // <= 1 by the choice of m^_{c+1}
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[nt][e] *= decay;
-    n *= decay;
+  // ---- the token tiles, in processing order ----------------------------------------------------------
+  // L is a multiple of 64, so the 64-token tiles of the sequence never straddle a chunk boundary: tile j
+  // (in processing order) is sequence tile j (forward) or n_tiles - 1 - j (backward).
+  const int n_tiles = cdiv(a.S, kTile);
+  const int tiles_per_chunk = a.L / kTile;
+  auto seq_tile = [&](int j) { return REVERSE ? n_tiles - 1 - j : j; };
 
-    for (int t0 = cstart; t0 < cend; t0 += kTile) {
-      const int ntok = min(kTile, cend - t0);
-      load_tile_async<T>(sA, gA + t0 * tA.stride[2], tA.stride[2], ntok, rows);
-      load_tile_async<T>(sB0, gB + t0 * tB.stride[2], tB.stride[2], ntok, cols);
-      hw::cp_async_commit();
-      if (tid < kTile) {
-        float w = 0.f;
-        if (tid < ntok) {
-          const int64_t t = tok0 + t0 + tid;
-          w = REVERSE ? a.scale * __expf(a.bcum[t] + m_in - a.mtok[t]) * a.inv_den[t]   // w_t q^ / (den + eps)
-                      : __expf(g - a.bcum[t] + a.iota[t] - m_out);                      // e^{a_t - m^_{c+1}}
-        }
-        sW[tid] = w;
+  // Queue the loads of tile j into stage j & 1 and compute its weights (threads 0..63).
+  auto issue = [&](int j) {
+    const int st = j & 1, t0 = seq_tile(j) * kTile, ntok = min(kTile, a.S - t0), c = t0 / a.L;
+    load_tile_async<T>(sA0 + st * kTile * kLd, gA + t0 * tA.stride[2], tA.stride[2], ntok, rows);
+    load_tile_async<T>(sB0 + st * kTile * kLd, gB + t0 * tB.stride[2], tB.stride[2], ntok, cols);
+    if (tid < kTile) {
+      float w = 0.f;
+      if (tid < ntok) {
+        const int64_t t = tok0 + t0 + tid;
+        const float m_in = mhat[c], m_out = mhat[c + 1];
+        w = REVERSE ? a.scale * __expf(a.bcum[t] + m_in - a.mtok[t]) * a.inv_den[t]   // w_t q^ / (den + eps)
+                    : __expf(a.bcum[tok0 + min(a.S, (c + 1) * a.L) - 1] - a.bcum[t] + a.iota[t] - m_out);
       }
-      hw::cp_async_wait<0>();
-      __syncthreads();
-      // Scale the B rows by their token weight, as kParts tiles of T (tiles.cuh, kStateParts): the states
-      // then carry ~fp32 precision, which the gate gradients need.
-      for (int idx = tid; idx < kTile * kTile; idx += kThreads) {
-        const int r = idx / kTile, cc = idx % kTile;
-        split_store<T, kParts>(sB, r * kLd + cc, to_float<T>(sB0[r * kLd + cc]) * sW[r]);
-      }
-      if (!REVERSE && carries_n && tid < rows) {
-        float s = 0.f;
-        for (int r = 0; r < ntok; ++r) s += sW[r] * to_float<T>(sA[r * kLd + tid]);
-        n += s;
-      }
-      __syncthreads();
-      // acc(dk x dv) += A^T(dk x tok) * B(tok x dv): A stored [tok][dk] (m-major), B stored [tok][dv] (n-major).
-#pragma unroll
-      for (int p = 0; p < kParts; ++p) warp_gemm<T, false, false>(acc, sA, warp * 16, sB[p], kTile);
-      __syncthreads();
+      sW0[st * kTile + tid] = w;
     }
+  };
+
+  // ---- the recurrence --------------------------------------------------------------------------------
+  // Pipeline: issue(j + 1) | wait(tile j) | barrier | (chunk boundary: store, decay) | MMAs on tile j | barrier.
+  issue(0);
+  hw::cp_async_commit();
+  for (int j = 0; j < n_tiles; ++j) {
+    const int st = j & 1, tile = seq_tile(j), c = tile / tiles_per_chunk;
+    if (j + 1 < n_tiles) issue(j + 1);
+    hw::cp_async_commit();  // possibly empty: keeps one group per tile
+    // First tile of chunk c in processing order: the state entering it is complete.
+    const bool chunk_start = REVERSE ? (tile == n_tiles - 1 || (tile + 1) % tiles_per_chunk == 0)
+                                     : tile % tiles_per_chunk == 0;
+    if (chunk_start) {
+      store_state(REVERSE ? c + 1 : c);
+      const int cend = min(a.S, (c + 1) * a.L);
+      const float decay = __expf(a.bcum[tok0 + cend - 1] + mhat[c] - mhat[c + 1]);  // <= 1 by the choice of m^_{c+1}
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nt][e] *= decay;
+      n *= decay;
+    }
+    hw::cp_async_wait<1>();
+    __syncthreads();
+    const T* sA = sA0 + st * kTile * kLd;
+    const T* sB = sB0 + st * kTile * kLd;
+    const float* sW = sW0 + st * kTile;
+    if (!REVERSE && carries_n && tid < rows) {
+      float s = 0.f;
+#pragma unroll 8
+      for (int r = 0; r < kTile; ++r) s += sW[r] * to_float<T>(sA[r * kLd + tid]);  // zero weight past the end
+      n += s;
+    }
+    // acc(dk x dv) += (A^T diag(w)) (dk x tok) * B (tok x dv): A stored [tok][dk] (m-major), B [tok][dv] (n-major).
+#pragma unroll 1
+    for (int k0 = 0; k0 < kTile; k0 += 16) {
+      FragA<T> araw;
+      load_a<T, false>(araw, sA, kLd, warp * 16, k0);
+      FragA<T> ap[kParts];
+      scale_a_cols<T, kParts>(ap, araw, sW, k0);
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        FragB<T> bf;
+        load_b<T, false>(bf, sB, kLd, nt * 8, k0);
+#pragma unroll
+        for (int p = 0; p < kParts; ++p) mma<T>(acc[nt], ap[p], bf);
+      }
+    }
+    __syncthreads();  // stage st is reloaded by issue(j + 2)
   }
   store_state(REVERSE ? 0 : a.NC);
 
