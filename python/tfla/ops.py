@@ -320,7 +320,7 @@ def mlstm(q: Tensor, k: Tensor, v: Tensor, i: Tensor, f: Tensor, *, variant: str
     if v.dim() != 4:
         raise _err(f"v must have 4 dims; got shape {_shape(v)}")
     Dv = v.shape[-1]
-    names = ("B, H, S", "B, S, H")[layout == "bshd"]
+    names = "B, S, H" if layout == "bshd" else "B, H, S"
     bsh = (B, H, S) if layout == "bhsd" else (B, S, H)
     expect = {"k": (bsh + (Dk,), f"({names}, Dk)"), "v": (bsh + (Dv,), f"({names}, Dv)"),
               "i": (bsh, f"({names})"), "f": (bsh, f"({names})")}

@@ -27,8 +27,7 @@ struct Args {
   float* inv_den;  // 1 / (den_t + eps) (1 for sig without normalization); backward only
   // Per chunk boundary (B*H*(NC+1)):
   float* mhat;     // m^_c, c = 0..NC (m^_NC = m_last)
-  // Per chunk (B*H*NC), scratch of the gate kernels: g_c and max(iota - b) (prepare_gates), then the
-  // chunk totals and carries of the reverse cumulative sum (gate_grads).
+  // Per chunk (B*H*NC), scratch of prepare_gates: g_c and max(iota - b).
   float* chunk_a;
   float* chunk_b;
   // States (B*H*(NC+1)*Dk*Dv and B*H*(NC+1)*Dk): forward C^_c, n^_c before chunk c (slot NC = final);
@@ -40,6 +39,9 @@ struct Args {
   // Backward per-token partial dot products, one per 64-wide Dk tile: (B*H*S, nDkTiles).
   float* qdq;
   float* kdk;
+  // Per chunk (B*H*NC), fp64, backward only: the chunk totals and carries of d phi's reverse cumulative sum.
+  double* grad_chunk_total;
+  double* grad_chunk_carry;
   // <dc_last, C_last> + <dn_last, n_last> partials per (b,h, state tile): (B*H, nDkTiles*nDvTiles + nDkTiles).
   float* statedot;
 };

@@ -66,6 +66,8 @@ void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, void
     w.qdq = cv.take(bh * S * n_dk);
     w.kdk = cv.take(bh * S * n_dk);
     w.statedot = cv.take(bh * n_dk * n_dv);
+    w.grad_chunk_total = reinterpret_cast<double*>(cv.take(bh * NC, sizeof(double)));
+    w.grad_chunk_carry = reinterpret_cast<double*>(cv.take(bh * NC, sizeof(double)));
   }
   if (bytes) *bytes = cv.used;
 }

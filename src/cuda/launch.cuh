@@ -14,7 +14,7 @@ enum class KernelId : int {
   kPrepareGatesBwd,  // T = gate dtype
   kGateGrads,        // T = gate dtype
   kStatesFwd,        // T = q/k/v dtype, from here on; the forward's states (1-part products, stored as T)
-  kStatesFwdFinal,   // the same when the final state is an output (2-part products: c_last within the rule)
+  kStatesFwdFinal,   // the same when the final state is an output (~fp32 products: c_last within the rule)
   kStatesFwdExact,   // the backward's recompute of the states (~fp32 products, stored fp32, for the gate gradients)
   kStatesBwd,
   kOutput,

@@ -36,7 +36,7 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
     gate_grads_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));
     return cudaGetLastError();
   } else if constexpr (K == KernelId::kStatesFwd || K == KernelId::kStatesFwdFinal) {
-    constexpr int parts = K == KernelId::kStatesFwd ? 1 : 2;
+    constexpr int parts = K == KernelId::kStatesFwd ? 1 : kStateParts<T>;
     return launch_with_smem(chunk_states_kernel<T, false, parts, T>, dim3(n_dk * n_dv, bh), dim3(kThreads),
                             chunk_states_smem_bytes<T>(), stream, a);
   } else if constexpr (K == KernelId::kStatesFwdExact || K == KernelId::kStatesBwd) {

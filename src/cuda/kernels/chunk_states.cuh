@@ -28,8 +28,9 @@ constexpr size_t chunk_states_smem_bytes() {
 }
 
 // PARTS: how many T fragments carry each gate-weighted operand (tiles.cuh, scale_a_cols): 1 where only
-// the forward's h consumes the states, 2 where the final state is an output (c_last within the accuracy
-// rule), kStateParts (~fp32) where the backward's gate gradients use the states.
+// the forward's h consumes the states; kStateParts (~fp32) where the final state is an output (2 parts left
+// c_last at 5.7e-5 against a bound of 1e-5 with bf16 inputs and +-50 gates, bench/results/2026-11-25-h100-v2)
+// and where the backward's gate gradients use the states.
 // STATE_T: the element type of the stored per-chunk states: T for the forward (h rounds them to T for its
 // tensor-core product anyway: half the bytes of fp32, and the output kernel loads them without conversion),
 // float for the backward (dq and the gate gradients need ~fp32 states).
@@ -110,8 +111,10 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_states_kernel(Args a) {
       if (tid < ntok) {
         const int64_t t = tok0 + t0 + tid;
         const float m_in = mhat[c], m_out = mhat[c + 1];
-        w = REVERSE ? a.scale * __expf(a.bcum[t] + m_in - a.mtok[t]) * a.inv_den[t]   // w_t q^ / (den + eps)
-                    : __expf(a.bcum[tok0 + min(a.S, (c + 1) * a.L) - 1] - a.bcum[t] + a.iota[t] - m_out);
+        // expf, not __expf: 64 per tile, and __expf's error grows with |x| (the exponents reach ~100 with
+        // +-50 gates, where c_last must stay within the accuracy rule).
+        w = REVERSE ? a.scale * expf(a.bcum[t] + m_in - a.mtok[t]) * a.inv_den[t]   // w_t q^ / (den + eps)
+                    : expf(a.bcum[tok0 + min(a.S, (c + 1) * a.L) - 1] - a.bcum[t] + a.iota[t] - m_out);
       }
       sW0[st * kTile + tid] = w;
     }
@@ -131,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_states_kernel(Args a) {
     if (chunk_start) {
       store_state(REVERSE ? c + 1 : c);
       const int cend = min(a.S, (c + 1) * a.L);
-      const float decay = __expf(a.bcum[tok0 + cend - 1] + mhat[c] - mhat[c + 1]);  // <= 1 by the choice of m^_{c+1}
+      const float decay = expf(a.bcum[tok0 + cend - 1] + mhat[c] - mhat[c + 1]);  // <= 1 by the choice of m^_{c+1}
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll

@@ -21,14 +21,22 @@ __device__ __forceinline__ float load_gate(const tfla_tensor& t, int b, int h, i
 }
 
 // Inclusive warp scans.
-__device__ __forceinline__ float warp_scan_add(float x) {
+// carry + x_0 + ... + x_lane, added strictly left to right (lane l gets ((carry + x_0) + x_1) + ... + x_l):
+// the cumulative log forget gate b_t must be a running sum, not a tree. Differences b_end - b_t enter every
+// decay weight; with a tree (Hillis-Steele) the same prefix is rounded differently for different lanes, so
+// after a strongly forgetting token (|b| ~ 1e5) a run of phi = 0 tokens got b_end - b_t ~ 1e-2 instead of
+// 0 (c_last off by 1e-2 relative with +-1e4 gates, bench/results/2026-11-25-h100-v2). In order, a run of
+// exact zeros leaves b unchanged, as in a plain cumsum. The chain is 32 dependent adds per 32 tokens; the
+// shuffles do not depend on it.
+__device__ __forceinline__ float warp_scan_add_in_order(float x, float carry) {
   const int lane = threadIdx.x & 31;
+  float mine = 0.f;
 #pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const float y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
+  for (int j = 0; j < 32; ++j) {
+    carry += __shfl_sync(0xffffffffu, x, j);
+    if (lane == j) mine = carry;
   }
-  return x;
+  return mine;
 }
 __device__ __forceinline__ float warp_scan_max(float x) {
   const int lane = threadIdx.x & 31;
@@ -40,11 +48,11 @@ __device__ __forceinline__ float warp_scan_max(float x) {
   return x;
 }
 // Inclusive suffix sum (lane l gets the sum over lanes l..31).
-__device__ __forceinline__ float warp_suffix_add(float x) {
+__device__ __forceinline__ double warp_suffix_add(double x) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int o = 1; o < 32; o <<= 1) {
-    const float y = __shfl_down_sync(0xffffffffu, x, o);
+    const double y = __shfl_down_sync(0xffffffffu, x, o);
     if (lane + o < 32) x += y;
   }
   return x;
@@ -74,7 +82,7 @@ __global__ void __launch_bounds__(32) chunk_gate_scan_kernel(Args a, int backwar
       const float iraw = load_gate<G>(a.igate, b, h, t);
       io = is_exp ? iraw : log_sigmoid(iraw);
     }
-    const float bc = warp_scan_add(phi) + carry_b;
+    const float bc = warp_scan_add_in_order(phi, carry_b);
     const float pm = fmaxf(warp_scan_max(valid ? io - bc : -INFINITY), carry_pm);
     if (valid) {
       a.bcum[tok0 + t] = bc;
@@ -137,15 +145,18 @@ __global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
 
 // ---- gate_grads: d iota_t = k_t . dk_t; d phi_t = sum_{u >= t} (q_u . dq_u - k_u . dk_u) + <dc_last, C_last> +
 // <dn_last, n_last>. The per-token dots arrive as partials per 64-wide Dk tile (dq / dk kernels). The
-// reverse cumulative sum runs in three chunk-parallel steps with a fixed summation order (bit-reproducible).
+// reverse cumulative sum runs in three chunk-parallel steps with a fixed summation order (bit-reproducible),
+// in fp64: q.dq and k.dk are large and nearly cancel, and their difference is summed over the whole sequence;
+// in fp32 d f was 1.03x its bound for fp32 inputs (sig, normalize=False, bench/results/2026-11-25-h100-v2).
+// These kernels move 4-8 bytes per token, so fp64 costs nothing measurable.
 
-__device__ __forceinline__ float token_gate_term(const Args& a, int64_t i, int n_dk_tiles, float* kdk_out) {
-  float qdq = 0.f, kdk = 0.f;
+__device__ __forceinline__ double token_gate_term(const Args& a, int64_t i, int n_dk_tiles, float* kdk_out) {
+  double qdq = 0.0, kdk = 0.0;
   for (int p = 0; p < n_dk_tiles; ++p) {
     qdq += a.qdq[i * n_dk_tiles + p];
     kdk += a.kdk[i * n_dk_tiles + p];
   }
-  *kdk_out = kdk;
+  *kdk_out = static_cast<float>(kdk);
   return qdq - kdk;
 }
 
@@ -155,28 +166,28 @@ __global__ void __launch_bounds__(32) chunk_gate_totals_kernel(Args a, int n_dk_
   const int c = blockIdx.x, bh = blockIdx.y, lane = threadIdx.x;
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
   const int cstart = c * a.L, cend = min(a.S, cstart + a.L);
-  float s = 0.f;
+  double s = 0.0;
   for (int t = cstart + lane; t < cend; t += 32) {
     float kdk;
     s += token_gate_term(a, tok0 + t, n_dk_tiles, &kdk);
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-  if (lane == 0) a.chunk_a[static_cast<int64_t>(bh) * a.NC + c] = s;
+  if (lane == 0) a.grad_chunk_total[static_cast<int64_t>(bh) * a.NC + c] = s;
 }
 
 // 2) per head: carry_c = (state term) + sum of the totals of the chunks after c. Grid: B*H, 32 threads.
 template <class G>  // G unused: a template so that only the gate TUs compile it
 __global__ void __launch_bounds__(32) chunk_gate_carries_kernel(Args a, int n_state_partials) {
   const int bh = blockIdx.x, lane = threadIdx.x;
-  float carry = 0.f;
+  double carry = 0.0;
   for (int p = 0; p < n_state_partials; ++p) carry += a.statedot[static_cast<int64_t>(bh) * n_state_partials + p];
   for (int c1 = a.NC - 1; c1 >= 0; c1 -= 32) {  // chunks c1, c1-1, ..., c1-31
     const int c = c1 - lane;
-    const float tot = c >= 0 ? a.chunk_a[static_cast<int64_t>(bh) * a.NC + c] : 0.f;
+    const double tot = c >= 0 ? a.grad_chunk_total[static_cast<int64_t>(bh) * a.NC + c] : 0.0;
     for (int j = 0; j < 32 && c1 - j >= 0; ++j) {
-      const float tj = __shfl_sync(0xffffffffu, tot, j);
-      if (lane == j) a.chunk_b[static_cast<int64_t>(bh) * a.NC + c] = carry;
+      const double tj = __shfl_sync(0xffffffffu, tot, j);
+      if (lane == j) a.grad_chunk_carry[static_cast<int64_t>(bh) * a.NC + c] = carry;
       carry += tj;
     }
   }
@@ -189,15 +200,15 @@ __global__ void __launch_bounds__(32) gate_grads_kernel(Args a, int n_dk_tiles) 
   const int c = blockIdx.x, bh = blockIdx.y, b = bh / a.H, h = bh % a.H, lane = threadIdx.x;
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
   const int cstart = c * a.L, cend = min(a.S, cstart + a.L);
-  float carry = a.chunk_b[static_cast<int64_t>(bh) * a.NC + c];
+  double carry = a.grad_chunk_carry[static_cast<int64_t>(bh) * a.NC + c];
   for (int t0 = cstart + ((cend - 1 - cstart) / 32) * 32; t0 >= cstart; t0 -= 32) {
     const int t = t0 + lane;
     const bool valid = t < cend;
     float kdk = 0.f;
-    const float term = valid ? token_gate_term(a, tok0 + t, n_dk_tiles, &kdk) : 0.f;
-    const float suffix = warp_suffix_add(term);
+    const double term = valid ? token_gate_term(a, tok0 + t, n_dk_tiles, &kdk) : 0.0;
+    const double suffix = warp_suffix_add(term);
     if (valid) {
-      const float dphi = suffix + carry;
+      const float dphi = static_cast<float>(suffix + carry);
       if (a.dfgate.data)
         static_cast<G*>(a.dfgate.data)[off3(a.dfgate, b, h, t)] =
             from_float<G>(dphi * sigmoid_neg(load_gate<G>(a.fgate, b, h, t)));
