@@ -166,9 +166,13 @@ def check(status: int, what: str = "") -> None:
     raise TflaError(text, status)
 
 
+# Read once at import: tfla.mlstm checks it while torch.compile traces, and dynamo cannot trace a ctypes call.
+_HAS_CUDA = bool(lib.tfla_has_cuda())
+
+
 def has_cuda() -> bool:
     """True when the loaded libtfla contains the CUDA backend."""
-    return bool(lib.tfla_has_cuda())
+    return _HAS_CUDA
 
 
 def version() -> str:

@@ -59,4 +59,24 @@ __device__ __forceinline__ int64_t off2(const tfla_tensor& t, int64_t a, int64_t
   return a * t.stride[0] + b * t.stride[1];
 }
 
+// ---- gate arithmetic shared by the kernels ----
+
+// e^{g_c - b_t + iota_t - m^_{c+1}}: the weight of token t of chunk c in the state after the chunk (g_c = b at
+// the chunk end). exp: m^_{c+1} = g_c + max(m^_c, max_t (iota_t - b_t)) (prepare_gates, the same fp32
+// operations), so ((iota_t - b_t) + g_c) - m^_{c+1} is exactly 0 for the token that set the stabilizer: the
+// dominant term gets weight 1, as in a plain implementation (the other order put c_last at 5.7e-5 against a
+// bound of 1e-5 with +-50 gates, bench/results/2026-11-26-h100-v2.1). sig: m = 0, and g_c - b_t is exact for
+// nearby tokens (Sterbenz), which a run of phi ~ 0 after |b| ~ 1e5 needs. expf: __expf's error grows with |x|.
+__device__ __forceinline__ float state_weight(int variant, float g, float b, float iota, float m_out) {
+  return variant == TFLA_VARIANT_EXP ? expf(((iota - b) + g) - m_out) : expf((g - b) + iota);
+}
+
+// e^x for the L x L decay matrix: ex2.approx (__expf) for 16-bit operands, whose rounding dominates; the
+// accurate expf for fp32 inputs, whose path is meant to be ~fp32 exact.
+template <class T>
+__device__ __forceinline__ float decay_exp(float x) {
+  if constexpr (sizeof(T) == 4) return expf(x);
+  else return __expf(x);
+}
+
 }  // namespace tfla::cuda

@@ -111,10 +111,9 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_states_kernel(Args a) {
       if (tid < ntok) {
         const int64_t t = tok0 + t0 + tid;
         const float m_in = mhat[c], m_out = mhat[c + 1];
-        // expf, not __expf: 64 per tile, and __expf's error grows with |x| (the exponents reach ~100 with
-        // +-50 gates, where c_last must stay within the accuracy rule).
-        w = REVERSE ? a.scale * expf(a.bcum[t] + m_in - a.mtok[t]) * a.inv_den[t]   // w_t q^ / (den + eps)
-                    : expf(a.bcum[tok0 + min(a.S, (c + 1) * a.L) - 1] - a.bcum[t] + a.iota[t] - m_out);
+        // expf, not __expf: 64 per tile, and __expf's error grows with |x| (exponents ~100 with +-50 gates).
+        w = REVERSE ? a.scale * expf(a.bcum[t] + m_in - a.mtok[t]) * a.inv_den[t]  // w_t q^ / (den + eps)
+                    : state_weight(a.variant, a.bcum[tok0 + min(a.S, (c + 1) * a.L) - 1], a.bcum[t], a.iota[t], m_out);
       }
       sW0[st * kTile + tid] = w;
     }

@@ -130,12 +130,12 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
       const float inv = (ROLE == kDq && ok) ? a.inv_den[t] : 1.f;
       sRowM[tid] = mt;
       sRowD[tid] = inv;
-      sRowS[tid] = ok ? __expf(bt + m_in - mt) * inv * (ROLE == kOutput ? a.scale : 1.f) : 0.f;
+      sRowS[tid] = ok ? expf(bt + m_in - mt) * inv * (ROLE == kOutput ? a.scale : 1.f) : 0.f;
     } else {
       const float io = ok ? a.iota[t] : -INFINITY;
       sRowM[tid] = io;
       // e^{a_sigma - m^_{c+1}} (kDk: / scale, which its epilogue multiplies back)
-      sRowS[tid] = ok ? __expf(g - bt + io - m_out) / (ROLE == kDk ? a.scale : 1.f) : 0.f;
+      sRowS[tid] = ok ? state_weight(a.variant, g, bt, io, m_out) / (ROLE == kDk ? a.scale : 1.f) : 0.f;
     }
   }
 
@@ -273,10 +273,10 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
         float w = 0.f;
         if constexpr (kRowsAreQueries) {
           if (tp <= tr && r < nrows && p < npar)
-            w = __expf(sRowB[r] - sParB[p] + sParX[p] - sRowM[r]) * sRowD[r] * (ROLE == kOutput ? a.scale : 1.f);
+            w = decay_exp<T>(sRowB[r] - sParB[p] + sParX[p] - sRowM[r]) * sRowD[r] * (ROLE == kOutput ? a.scale : 1.f);
         } else {
           if (tp >= tr && r < nrows && p < npar && tp < cend)
-            w = __expf(sParB[p] - sRowB[r] + sRowM[r] - sParX[p]) * sParD[p] * (ROLE == kDv ? a.scale : 1.f);
+            w = decay_exp<T>(sParB[p] - sRowB[r] + sRowM[r] - sParX[p]) * sParD[p] * (ROLE == kDv ? a.scale : 1.f);
         }
         const float pv = sc[nt][e] * w;
         if (ROLE == kOutput) rowsum[e >> 1] += pv;
@@ -326,7 +326,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
         const float nqt = rowsum[i] + sNq[r];
         float den = 1.f, inv = 1.f;
         if (a.variant == TFLA_VARIANT_EXP) {
-          den = fminf(fmaxf(fabsf(nqt), __expf(-sRowM[r])), FLT_MAX);  // finite even where e^{-m} overflows
+          den = fminf(fmaxf(fabsf(nqt), expf(-sRowM[r])), FLT_MAX);  // finite even where e^{-m} overflows
           inv = 1.f / (den + a.eps);
         } else if (a.normalize) {
           den = fmaxf(fabsf(nqt), 1.f);

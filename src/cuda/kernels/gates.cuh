@@ -21,22 +21,23 @@ __device__ __forceinline__ float load_gate(const tfla_tensor& t, int b, int h, i
 }
 
 // Inclusive warp scans.
-// carry + x_0 + ... + x_lane, added strictly left to right (lane l gets ((carry + x_0) + x_1) + ... + x_l):
-// the cumulative log forget gate b_t must be a running sum, not a tree. Differences b_end - b_t enter every
-// decay weight; with a tree (Hillis-Steele) the same prefix is rounded differently for different lanes, so
-// after a strongly forgetting token (|b| ~ 1e5) a run of phi = 0 tokens got b_end - b_t ~ 1e-2 instead of
-// 0 (c_last off by 1e-2 relative with +-1e4 gates, bench/results/2026-11-25-h100-v2). In order, a run of
-// exact zeros leaves b unchanged, as in a plain cumsum. The chain is 32 dependent adds per 32 tokens; the
-// shuffles do not depend on it.
-__device__ __forceinline__ float warp_scan_add_in_order(float x, float carry) {
+// carry + x_0 + ... + x_lane, summed left to right in fp64 and rounded once: lane l gets the correctly
+// rounded running sum. The cumulative log forget gate b_t enters every decay weight through differences
+// b_end - b_t and b_tau - b_sigma. A tree (Hillis-Steele) in fp32 rounds the same prefix differently for
+// different lanes: after a strongly forgetting token (|b| ~ 1e5) a run of phi = 0 tokens got
+// b_end - b_t ~ 1e-2 instead of 0 (c_last off by 1e-2 with +-1e4 gates); an in-order fp32 sum fixed that
+// but let rounding build up along the chunk (h 1.9x its bound, exp, fp32 inputs; both
+// bench/results/2026-11-26-h100-v2.1). In fp64 the sum of fp32 terms is exact to ~2^-29 relative, so every
+// b_t is within half an fp32 ulp of the true sum, and a run of exact zeros leaves b_t unchanged.
+// The chain is 32 dependent fp64 adds per 32 tokens; the shuffles do not depend on it.
+__device__ __forceinline__ double warp_scan_add_in_order(float x, double carry, float* mine) {
   const int lane = threadIdx.x & 31;
-  float mine = 0.f;
 #pragma unroll
   for (int j = 0; j < 32; ++j) {
-    carry += __shfl_sync(0xffffffffu, x, j);
-    if (lane == j) mine = carry;
+    carry += static_cast<double>(__shfl_sync(0xffffffffu, x, j));
+    if (lane == j) *mine = static_cast<float>(carry);
   }
-  return mine;
+  return carry;  // the running sum after lane 31 (every lane has it)
 }
 __device__ __forceinline__ float warp_scan_max(float x) {
   const int lane = threadIdx.x & 31;
@@ -72,7 +73,8 @@ __global__ void __launch_bounds__(32) chunk_gate_scan_kernel(Args a, int backwar
   const bool is_exp = a.variant == TFLA_VARIANT_EXP;
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
   const int cstart = c * a.L, cend = min(a.S, cstart + a.L);
-  float carry_b = 0.f, carry_pm = -INFINITY;
+  double carry_b = 0.0;
+  float carry_pm = -INFINITY;
   for (int t0 = cstart; t0 < cend; t0 += 32) {
     const int t = t0 + lane;
     const bool valid = t < cend;
@@ -82,7 +84,8 @@ __global__ void __launch_bounds__(32) chunk_gate_scan_kernel(Args a, int backwar
       const float iraw = load_gate<G>(a.igate, b, h, t);
       io = is_exp ? iraw : log_sigmoid(iraw);
     }
-    const float bc = warp_scan_add_in_order(phi, carry_b);
+    float bc;
+    const double run = warp_scan_add_in_order(phi, carry_b, &bc);
     const float pm = fmaxf(warp_scan_max(valid ? io - bc : -INFINITY), carry_pm);
     if (valid) {
       a.bcum[tok0 + t] = bc;
@@ -97,11 +100,11 @@ __global__ void __launch_bounds__(32) chunk_gate_scan_kernel(Args a, int backwar
         a.mtok[tok0 + t] = pm;  // step 3 turns it into m_t
       }
     }
-    carry_b = __shfl_sync(0xffffffffu, bc, 31);  // invalid lanes add 0, so lane 31 holds the running sum
+    carry_b = run;  // invalid lanes add 0
     carry_pm = __shfl_sync(0xffffffffu, pm, 31);
   }
   if (lane == 0) {
-    a.chunk_a[static_cast<int64_t>(bh) * a.NC + c] = carry_b;   // g_c
+    a.chunk_a[static_cast<int64_t>(bh) * a.NC + c] = static_cast<float>(carry_b);  // g_c = b at the chunk end
     a.chunk_b[static_cast<int64_t>(bh) * a.NC + c] = carry_pm;  // max over the chunk of (iota - b)
   }
 }
