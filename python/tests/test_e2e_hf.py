@@ -161,6 +161,29 @@ def test_hf_xlstm_end_to_end(shape, device, record, monkeypatch):
         info["train"] = {"loss_ref": loss_ref, "loss_tfla": loss_tfla, "grad_norm_ref": total_ref,
                          "grad_norm_tfla": total_tfla, "max_param_norm_rel_diff": max(per_param.values()),
                          "n_params_with_grad": len(norms_ref)}
+        if device == "cuda":
+            # Per parameter, bf16 tfla and bf16 Triton are each compared with the same model in fp32 through
+            # mlstm_kernels' native PyTorch kernels (independent of both): a parameter whose gradient is a sum
+            # with heavy cancellation (a forget-gate bias: norm 1e-3 against a total of 3) differs by 14% between
+            # the two bf16 runs (bench/results/2026-11-26-h100-v2.2), and only the fp32 run says which is closer.
+            with torch.device(device):
+                exact = xLSTMForCausalLM(_config(shape, "cpu", mode="train")).to(dtype=torch.float32)
+            exact.load_state_dict(train.state_dict())
+            exact.train()
+            exact.zero_grad(set_to_none=True)
+            exact(ids_train, labels=ids_train, use_cache=False).loss.backward()
+            norms_32 = {n: p.grad.float().norm().item() for n, p in exact.named_parameters() if p.grad is not None}
+            del exact
+            err = {n: (abs(norms_tfla[n] - norms_32[n]) / max(norms_32[n], 1e-12),
+                       abs(norms_ref[n] - norms_32[n]) / max(norms_32[n], 1e-12)) for n in norms_ref}
+            # tfla's error at most 2x the Triton kernels' error plus 5% (the accuracy rule's shape)
+            excess = {n: e_t - (2.0 * e_r + 0.05) for n, (e_t, e_r) in err.items()}
+            worst = max(excess, key=excess.get)
+            info["train"]["vs_fp32"] = {"max_excess": excess[worst], "worst_param": worst,
+                                        "fp32": norms_32[worst], "tfla": norms_tfla[worst], "triton": norms_ref[worst],
+                                        "rel_err_tfla": err[worst][0], "rel_err_triton": err[worst][1],
+                                        "max_rel_err_tfla": max(e[0] for e in err.values()),
+                                        "max_rel_err_triton": max(e[1] for e in err.values())}
     finally:
         tc.restore()
         record(**info)
@@ -177,7 +200,10 @@ def test_hf_xlstm_end_to_end(shape, device, record, monkeypatch):
     tr = info["train"]
     assert abs(tr["loss_tfla"] - tr["loss_ref"]) <= (1e-2 if low else 1e-5) * abs(tr["loss_ref"]), tr
     assert abs(tr["grad_norm_tfla"] - tr["grad_norm_ref"]) <= (5e-2 if low else 1e-4) * tr["grad_norm_ref"], tr
-    assert tr["max_param_norm_rel_diff"] < (0.1 if low else 1e-3), tr
+    if low:  # per parameter against the fp32 model (see above)
+        assert tr["vs_fp32"]["max_excess"] <= 0.0, tr["vs_fp32"]
+    else:
+        assert tr["max_param_norm_rel_diff"] < 1e-3, tr
 
 
 BUILTIN_SCRIPT = r"""
