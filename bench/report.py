@@ -109,6 +109,8 @@ def cell(r, mode):
     if ok(r, mode):
         return f3(r[f"{mode}_ms"])
     st = r.get("status")
+    if r.get(f"{mode}_status") == "refused":
+        return "refused"
     if r.get(f"{mode}_error"):
         e = r[f"{mode}_error"]
         return "refused" if ("incorrect results" in e or "wrong results" in e) else "failed"
@@ -174,6 +176,34 @@ def versions_table(env, rows):
         lines.append(f"| ceilings | not measured ({str(c.get('error', ''))[:120]}); the model uses ANCHORS.md's "
                      f"H100 values (780 TFLOP/s, 3.02 TB/s) |")
     return lines
+
+
+def plan_notes(cfg):
+    """Lines on what the run's plan covered: which kernels ran where, and the S subsets (from env.json's config;
+    nothing for runs that predate these keys)."""
+    out = []
+    if not cfg.get("A_peers") and not cfg.get("B_peers"):
+        return out
+    lab = lambda ks: "; ".join(KERNELS[k]["label"] if k in KERNELS else k for k in ks)
+    s_list = lambda xs: ", ".join(str(x) for x in xs)
+    sub = []
+    for g in ("A", "B"):
+        if cfg.get(f"{g}_peers"):
+            sub.append(f"group {g}: {lab(cfg[f'{g}_peers'])} at S = {s_list(cfg[f'{g}_S_peers'])} only "
+                       f"(the others at S = {s_list(cfg[f'{g}_S'])})")
+    if sub:
+        out.append("S subsets (these peers' cost is compile, autotune or S^2 attention rather than S; they keep "
+                   "the default suite under 10 minutes on one H100, see bench/suite.py --help): "
+                   + "; ".join(sub) + ".")
+    for g, what in (("B", "shape B"), ("L", f"the chunk-size sweep (S = {cfg.get('L_S')})"),
+                    ("D", f"the head-dim sweep (S = {cfg.get('D_S')})")):
+        ks = cfg.get(f"{g}_kernels")
+        if ks is not None and set(ks) != set(KERNEL_ORDER):
+            out.append(f"Kernels in {what}: {lab(ks)}.")
+    if cfg.get("A_peers"):
+        out.append("FLA and Mamba2 run at shape A only: their autotune keys include the head dims, so each new "
+                   "head shape costs them another ~30-90 s of autotuning.")
+    return out
 
 
 def write_summary(outdir, rows, env, ceil, plots):
@@ -422,7 +452,7 @@ def write_summary(outdir, rows, env, ceil, plots):
             msgs.append((r.get("status"), r["error"]))
         for mode in ("fw", "fwbw"):
             if r.get(f"{mode}_error") and r.get("status") in ("ok", "partial"):
-                msgs.append((f"{mode} failed", r[f"{mode}_error"]))
+                msgs.append((f"{mode} {'refused' if cell(r, mode) == 'refused' else 'failed'}", r[f"{mode}_error"]))
         for st, m in msgs:
             key = (r.get("kernel"), st, m[:160])
             fails.setdefault(key, []).append(f"{r.get('group')}:S={r.get('S')}" + (
@@ -442,14 +472,20 @@ def write_summary(outdir, rows, env, ceil, plots):
     L.append("")
     L.append("## Notes")
     L.append("")
+    for line in plan_notes(cfg):
+        L.append(f"- {line}")
     L.append("- tfla: one tfla-bench process per point (`--json`); forward+backward = the sum of the forward and "
              "backward medians; inputs drawn once per process (the L2 flush keeps calls from reading them from "
              "cache); memory = the sum of tfla-bench's own device allocations above the inputs (outputs, gradients, "
              "workspace). Peers: forward+backward is one autograd call; memory = torch.cuda.max_memory_allocated() "
              "during a call minus what was allocated before it.")
+    asked = any(r.get("fwbw_note") for r in rows if r.get("kernel") == "fla_simple_gla")
     L.append("- FLA's chunk_simple_gla refuses its gated backward on Hopper with Triton >= 3.4 and < 3.7.1 (it "
              "reports wrong results there, FLA issue #640); the guard is kept, so its forward+backward shows as "
-             "`refused` where that applies. ANCHORS.md's FLA fwbw times were taken with the guard off.")
+             "`refused` where that applies."
+             + (" The worker asks the guard before its first forward+backward, and a refusal is not tried again at "
+                "later points (the rows' fwbw_note says how each was refused)." if asked else "")
+             + " ANCHORS.md's FLA fwbw times were taken with the guard off.")
     L.append("- The Triton reference's mLSTMexp backward is wrong for chunk sizes above 128 (ANCHORS.md): its "
              "fwbw times at L > 128 are timing only.")
     L.append("- FLA and Mamba2 compute related but not identical cells (no input gate, no normalizer; Mamba2 with "

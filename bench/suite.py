@@ -2,17 +2,31 @@
 """tfla benchmark suite: tfla (tfla-bench) side by side with its peers on one GPU, with the runtime model,
 plots and a Markdown summary. Entry point on the GPU machine: scripts/gpu_bench_suite.sh.
 
-What it runs (default mode; --quick is a smoke subset), all bf16, 65,536 tokens (B = 65,536 / S):
-  A  head shape H=16, Dk=128, Dv=256 ("7B" heads), S = 512 ... 65,536: every kernel
-  L  chunk-size sweep at shape A, S = 8192: tfla and the Triton reference at several L (time, memory)
-  B  head shape H=8, Dk=256, Dv=512 (the seed's), S = 512 ... 65,536: every kernel
-  D  head-dim sweep at S = 8192: H=32, Dk=64, Dv=128 (with A and B at S = 8192: constant width H*Dv = 4096)
+What it runs (default mode, ~520 s on one H100 by --plan's estimate, cold Triton cache), all bf16, 65,536
+tokens (B = 65,536 / S):
+  A  head shape H=16, Dk=128, Dv=256 ("7B" heads): tfla (both variants) and Triton xl_chunk (exp, siging) at
+     S = 512, 1024, ..., 65,536 (8 points, the headline); Triton limit_chunk at S = 65536; SDPA cuDNN at 512,
+     65536; SDPA flash at 8192; FLA and Mamba2 at 8192, 65536 (their cost is compile/autotune or S^2 attention,
+     not S: a cold Triton mLSTM point alone costs ~9 s of compile)
+  L  chunk-size sweep at shape A, S = 8192 (time, memory): tfla (both) at L = 64 ... 1024, Triton mLSTMsig at
+     L = 128, 256, 512
+  D  head-dim sweep at S = 8192: H=32, Dk=64, Dv=128 (with A and B at S = 8192: constant width H*Dv = 4096):
+     tfla (both) and Triton mLSTMsig
+  B  head shape H=8, Dk=256, Dv=512 (the seed's): tfla (both) at S = 1024, 8192, 65536; Triton mLSTMsig and
+     SDPA cuDNN at S = 65536. FLA and Mamba2 autotune again for every head shape (~50-90 s each): shape A only.
+  Order (a budget stop loses the end): A tfla, A Triton xl_chunk; tfla L, D, B; Triton sig L+D+B (one worker),
+  Triton limit_chunk A; SDPA cuDNN A+B (one worker), SDPA flash A; FLA A; Mamba2 A. `--plan` prints the tasks
+  with estimates calibrated on real H100 runs (COST in bench/suite.py).
+  --quick (~4 min): tfla and Triton at S = 2048 and 16384, the other peers at S = 16384, a tfla chunk sweep
+  (L = 128, 256, 512), tfla at B and D; 10 repetitions.
 Kernels: tfla mLSTMsig (normalize=0) and mLSTMexp (tfla-bench, one process per point); the Triton
 reference mlstm_kernels 2.0.6 (xl_chunk exp, xl_chunk_siging normalize=False, limit_chunk); FLA
 chunk_simple_gla; torch SDPA causal attention with the cuDNN and the flash backend at the same embedding
 width (H*Dv); Mamba2's Triton SSD chunked scan. A peer that is not installed gives rows with its import
 error; each Python peer runs in its own process (bench/peers/*.py) so that a crash is recorded, and the
-worker is restarted for the points after the one that crashed or hung.
+worker is restarted for the points after the one that crashed or hung. FLA's forward+backward is refused
+by its own guard on Hopper with Triton >= 3.4 and < 3.7.1: asked once per worker, recorded as `refused`
+at every point, never retried.
 
 Method (bench/peers/common.py; tfla-bench does the same in C++): CUDA events, warm-up, median of >= 30
 repetitions (--reps), L2 flushed before every call, fresh random inputs per call (Python peers; tfla-bench
@@ -22,8 +36,8 @@ model (bench/runtime_model.py). Device, driver, CUDA, torch and peer versions go
 
 Output (bench/results/<date>-<gpu>/ unless --out): results.jsonl (one row per kernel and point, errors
 included), results.csv, env.json, model.json, summary.md, PNG plots (bench/plot.py), logs/.
-Progress goes to stderr; a time budget (--budget-s) stops starting new work in time, and what it skipped
-is recorded as such.
+Progress goes to stderr; a time budget (--budget-s) stops starting new work --reserve-s before its end, and
+what it skipped is recorded as such.
 
 Modes without a GPU, to test the whole path:
   --dry-run     every kernel replaced by bench/peers/fake.py (made-up times from the model; NOT data)
@@ -56,9 +70,13 @@ from kernels import KERNELS, KERNEL_ORDER  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------ plans
 
+# The default suite's S subset for the peers whose cost is compile/autotune- or S^2-dominated (FLA, SDPA cuDNN
+# and flash, Mamba2) in group A; tfla and the three Triton mLSTM kernels (the headline) run every S.
+PEER_S_A = [512, 4096, 16384, 65536]
+
 
 def plan_config(mode, quick):
-    """Shapes, sweeps and repetitions of a run."""
+    """Shapes, sweeps, repetitions and the task order of a run."""
     if mode == "smoke-cpu":
         return {
             "tokens": 256, "reps": 2, "warmup": 1,
@@ -74,24 +92,64 @@ def plan_config(mode, quick):
     shapes = {"A": {"H": 16, "dk": 128, "dv": 256, "attn_heads": 16, "attn_dim": 256},
               "B": {"H": 8, "dk": 256, "dv": 512, "attn_heads": 32, "attn_dim": 128},
               "D": {"H": 32, "dk": 64, "dv": 128}}
-    if quick:
+    if quick:  # every kernel once or twice at shape A, a short tfla chunk sweep, tfla at B and D; ~4 min
         return {
             "tokens": 65536, "reps": 10, "warmup": 2, "shapes": shapes,
-            "A_S": [2048, 16384], "B_S": [8192], "L_S": 8192, "D_S": 8192,
+            "A_S": [2048, 16384], "A_S_peers": [16384],
+            "A_peers": ["fla_simple_gla", "sdpa_cudnn", "sdpa_flash", "mamba2_ssd"],
+            "B_S": [8192], "L_S": 8192, "D_S": 8192,
             "L_tfla": [128, 256, 512], "L_triton": [], "L_limit": [], "tfla_chunk": 128,
             "A_kernels": KERNEL_ORDER, "B_kernels": ["tfla_sig_norm0", "tfla_exp"],
             "L_kernels": ["tfla_sig_norm0", "tfla_exp"], "D_kernels": ["tfla_sig_norm0", "tfla_exp"],
+            "order": ["tfla_sig_norm0:A", "tfla_exp:A", "triton_sig_norm0:A", "triton_exp:A", "triton_limit_exp:A",
+                      "tfla_sig_norm0:L", "tfla_exp:L", "tfla_sig_norm0:B", "tfla_exp:B", "tfla_sig_norm0:D",
+                      "tfla_exp:D", "sdpa_cudnn:A", "sdpa_flash:A", "fla_simple_gla:A", "mamba2_ssd:A"],
         }
+    # The default suite: ~500 s on one H100 with a cold Triton cache (est_task_s, COST), under the 525 s after
+    # which `gpu_bench_suite.sh --budget-s 545` starts no new work. Subsets for the peers whose cost is compile,
+    # autotune or S^2 attention rather than S (see COST; a cold Triton mLSTM point costs ~9 s of compile):
+    # A  tfla (both variants) and Triton xl_chunk (exp, siging) at every S (the headline); Triton limit_chunk at
+    #    S = 65536; SDPA cuDNN at 512, 65536; SDPA flash at 8192; FLA and Mamba2 at 8192, 65536.
+    # L  S = 8192: tfla (both) at L = 64 ... 1024, Triton mLSTMsig at L = 128, 256, 512.
+    # D  S = 8192: tfla (both) and Triton mLSTMsig at H=32/Dk=64/Dv=128 (A and B give the other head dims).
+    # B  tfla (both) at S = 1024, 8192, 65536; Triton mLSTMsig and SDPA cuDNN at S = 65536.
+    #    FLA and Mamba2 autotune again for every head shape (~50-90 s): shape A only.
     return {
         "tokens": 65536, "reps": 30, "warmup": 3, "shapes": shapes,
         "A_S": [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
-        "B_S": [1024, 8192, 65536], "L_S": 8192, "D_S": 8192,
-        "L_tfla": [64, 128, 256, 512, 1024], "L_triton": [64, 128, 256, 512], "L_limit": [],
+        "A_S_peers": PEER_S_A, "A_peers": ["fla_simple_gla", "sdpa_cudnn", "sdpa_flash", "mamba2_ssd"],
+        "A_S_by_kernel": {"triton_limit_exp": [65536], "sdpa_cudnn": [512, 65536], "sdpa_flash": [8192],
+                          "fla_simple_gla": [8192, 65536], "mamba2_ssd": [8192, 65536]},
+        "B_S": [1024, 8192, 65536],
+        "B_S_peers": [65536], "B_peers": ["triton_sig_norm0", "sdpa_cudnn"],
+        "L_S": 8192, "D_S": 8192,
+        "L_tfla": [64, 128, 256, 512, 1024], "L_triton": [128, 256, 512], "L_limit": [],
         "tfla_chunk": 128, "A_kernels": KERNEL_ORDER,
-        "B_kernels": [k for k in KERNEL_ORDER if k not in ("triton_limit_exp", "sdpa_flash")],
+        "B_kernels": ["tfla_sig_norm0", "tfla_exp", "triton_sig_norm0", "sdpa_cudnn"],
         "L_kernels": ["tfla_sig_norm0", "tfla_exp", "triton_sig_norm0"],
-        "D_kernels": ["tfla_sig_norm0", "tfla_exp", "triton_sig_norm0", "fla_simple_gla"],
+        "D_kernels": ["tfla_sig_norm0", "tfla_exp", "triton_sig_norm0"],
+        # Priority order (a budget stop loses the end): the headline (group A, tfla and Triton); tfla's sweeps
+        # and shape B (cheap); the Triton reference at L, D, B (one worker for L+D+B: one start-up and Triton
+        # init instead of three); attention (cuDNN at A and B in one worker); then FLA and Mamba2 (the most
+        # compile and autotune per point).
+        "order": ["tfla_sig_norm0:A", "tfla_exp:A", "triton_sig_norm0:A", "triton_exp:A",
+                  "tfla_sig_norm0:L", "tfla_exp:L", "tfla_sig_norm0:D", "tfla_exp:D", "tfla_sig_norm0:B",
+                  "tfla_exp:B", "triton_sig_norm0:L+D+B", "triton_limit_exp:A", "sdpa_cudnn:A+B", "sdpa_flash:A",
+                  "fla_simple_gla:A", "mamba2_ssd:A"],
     }
+
+
+def subset_note(cfg):
+    """One line on which kernels run a subset of S (for the log and the summary), or ''."""
+    out = []
+    for g in ("A", "B"):
+        by = dict(cfg.get(f"{g}_S_by_kernel") or {})
+        for k in cfg.get(f"{g}_peers") or ():
+            by.setdefault(k, cfg[f"{g}_S_peers"])
+        for k, Ss in by.items():
+            if k in cfg.get(f"{g}_kernels", ()):
+                out.append(f"{g}: {k} at S = {', '.join(str(x) for x in Ss)}")
+    return "; ".join(out)
 
 
 def kernel_chunk(cfg, kernel):
@@ -114,51 +172,108 @@ def point(cfg, group, shape_key, S, chunk):
     return p
 
 
-def make_plan(cfg, only=None, skip=None, groups="A,L,B,D"):
-    """Ordered tasks: (kernel, group, points); the order is the priority under the time budget."""
-    tasks = []
-    want = lambda k: (not only or k in only) and not (skip and k in skip)
-    gs = groups.split(",")
-    if "A" in gs:
-        for k in cfg["A_kernels"]:
-            if want(k):
-                tasks.append({"kernel": k, "group": "A",
-                              "points": [point(cfg, "A", "A", S, kernel_chunk(cfg, k)) for S in cfg["A_S"]]})
-    if "L" in gs:
-        for k in cfg["L_kernels"]:
-            if KERNELS[k]["family"] == "tfla":
-                Ls = cfg["L_tfla"]
-            elif k == "triton_limit_exp":
-                Ls = cfg["L_limit"]
-            elif k == "triton_exp":
-                Ls = cfg.get("L_triton_exp", cfg["L_triton"])
-            else:
-                Ls = cfg["L_triton"]
-            if want(k) and Ls:
-                tasks.append({"kernel": k, "group": "L",
-                              "points": [point(cfg, "L", "A", cfg["L_S"], L) for L in Ls]})
-    if "B" in gs:
-        for k in cfg["B_kernels"]:
-            if want(k):
-                tasks.append({"kernel": k, "group": "B",
-                              "points": [point(cfg, "B", "B", S, kernel_chunk(cfg, k)) for S in cfg["B_S"]]})
-    if "D" in gs:
-        for k in cfg["D_kernels"]:
-            if want(k):
-                tasks.append({"kernel": k, "group": "D",
-                              "points": [point(cfg, "D", "D", cfg["D_S"], kernel_chunk(cfg, k))]})
-    # The headline first: tfla and the Triton reference at shape A, then the other peers.
+def group_S(cfg, group, kernel):
+    """The S values of `kernel` in group A or B (a subset for the expensive peers in the default suite)."""
+    by_kernel = cfg.get(f"{group}_S_by_kernel") or {}
+    if kernel in by_kernel:
+        return by_kernel[kernel]
+    if kernel in (cfg.get(f"{group}_peers") or ()):
+        return cfg[f"{group}_S_peers"]
+    return cfg[f"{group}_S"]
+
+
+def group_points(cfg, kernel, group):
+    """The points of `kernel` in `group` ([] when it does not run there)."""
+    if group in ("A", "B"):
+        if kernel not in cfg[f"{group}_kernels"]:
+            return []
+        return [point(cfg, group, group, S, kernel_chunk(cfg, kernel)) for S in group_S(cfg, group, kernel)]
+    if group == "L":
+        if kernel not in cfg["L_kernels"]:
+            return []
+        if KERNELS[kernel]["family"] == "tfla":
+            Ls = cfg["L_tfla"]
+        elif kernel == "triton_limit_exp":
+            Ls = cfg["L_limit"]
+        elif kernel == "triton_exp":
+            Ls = cfg.get("L_triton_exp", cfg["L_triton"])
+        else:
+            Ls = cfg["L_triton"]
+        return [point(cfg, "L", "A", cfg["L_S"], L) for L in Ls]
+    if group == "D":
+        if kernel not in cfg["D_kernels"]:
+            return []
+        return [point(cfg, "D", "D", cfg["D_S"], kernel_chunk(cfg, kernel))]
+    raise ValueError(group)
+
+
+def default_order(cfg):
+    """Task order when the config names none: the headline (tfla and the Triton reference at shape A) first,
+    then the other peers at A, then L, B, D, each kernel in its own process per group."""
     first = {"tfla_sig_norm0": 0, "tfla_exp": 0, "triton_sig_norm0": 1, "triton_exp": 1}
-    order = {"A": 0, "L": 2, "B": 3, "D": 4}
-    tasks.sort(key=lambda t: (order[t["group"]] + (0 if t["group"] != "A" or t["kernel"] in first else 1),
-                              KERNEL_ORDER.index(t["kernel"])))
+    rank = {"A": 0, "L": 2, "B": 3, "D": 4}
+    items = [(k, g) for g in "ALBD" for k in KERNEL_ORDER]
+    items.sort(key=lambda kg: (rank[kg[1]] + (0 if kg[1] != "A" or kg[0] in first else 1), KERNEL_ORDER.index(kg[0])))
+    return [f"{k}:{g}" for k, g in items]
+
+
+def make_plan(cfg, only=None, skip=None, groups="A,L,B,D"):
+    """Ordered tasks: {kernel, group, points}; the order is the priority under the time budget. A task is one
+    worker process (Python peers) or one tfla-bench process per point; "L+D+B" runs the points of several
+    groups in one worker, in that order."""
+    want = lambda k: (not only or k in only) and not (skip and k in skip)
+    gs = [g for g in groups.split(",") if g]
+    tasks, done = [], set()
+    order = list(cfg.get("order") or default_order(cfg))
+    order += [x for x in default_order(cfg) if x not in order]  # anything the order forgot, at the end
+    for item in order:
+        k, grp = item.split(":")
+        if not want(k):
+            continue
+        pts, used = [], []
+        for g in grp.split("+"):
+            if g not in gs or (k, g) in done:
+                continue
+            done.add((k, g))
+            gp = group_points(cfg, k, g)
+            if gp:
+                pts += gp
+                used.append(g)
+        if pts:
+            tasks.append({"kernel": k, "group": "+".join(used), "points": pts})
     return tasks
 
 
-# ---- a rough time estimate of a task on an H100 (seconds), for --plan and the budget
-
-START_S = {"tfla": 3.0, "python": 6.0}
-COMPILE_S = {"triton": 15.0, "fla": 25.0, "mamba2": 35.0, "attention": 1.0}
+# ---- the time estimate of a task on an H100 (seconds), for --plan and the log
+#
+# Calibrated on the suite run bench/results/2026-11-26-h100-suite-overrun/ (H100 80GB HBM3, torch 2.11, Triton
+# 3.6, reps 30 + 3 warm-up; from the timestamps of logs/suite.log and the tfla-bench logs). Measured there:
+# - tfla-bench: ~4.5 s per point, of which ~3.1-3.5 s before 'copying inputs to the GPU' (the host-side input
+#   fill, since made parallel and vectorized: ~0.3-0.5 s expected on 16 cores) and 33 x (fwd + bwd) of timing.
+# - a Python worker: ~5 s to start (torch, CUDA context, flush buffer), 0.5-1.8 s to exit.
+# - Triton xl_chunk: B, S and the strides are tl.constexpr, so every point compiles its kernels again:
+#   +4.3 s (siging) / +5.0 s (exp) per point, +6 s for the first compile of a process (16 s to the first
+#   point); limit_chunk +2.5 s per point. A point compiled earlier in the run hits Triton's disk cache (~1 s).
+# - SDPA: +0.45 s per point, cuDNN +3 s for its first graph; the rest is 34 x (fw + fwbw).
+# - FLA chunk_simple_gla: 91 s to the first point (autotune of its forward kernels and of the backward kernels
+#   that run before the guard refuses), then ~1 s per point. The worker now asks FLA's guard before the
+#   first forward+backward (bench/peers/fla_gla.py), so only the forward autotune is paid: assumed ~1/3,
+#   i.e. ~30 s per head shape (not yet measured).
+# - Mamba2 SSD: 93 s to the first point (autotune of ~200 configs keyed by the head dims), then 0.8-7 s per point.
+# The per-call times come from the made-up model of bench/peers/fake.py, within ~10% of that run for Triton
+# and attention (tfla's are overestimated; they are a small part of its per-point cost).
+COST = {
+    "python_start": 5.0, "python_exit": {"triton": 1.7, "fla": 1.0, "attention": 0.5, "mamba2": 1.0},
+    "tfla_point": 1.6,                       # process, CUDA init, input fill, copies (without the timed calls)
+    "triton_init": 6.0,                      # the first compile of a Triton worker process
+    # cold Triton cache (a fresh machine): 2026-11-26-h100 (83 s / 87 s / 47 s for 8 points of sig / exp / limit)
+    "triton_point": {"triton_sig_norm0": 8.4, "triton_exp": 8.8, "triton_limit_exp": 3.8},
+    "triton_cached_point": 1.0,
+    "attention_point": 0.45, "cudnn_init": 3.0,
+    "fla_shape": 50.0, "fla_bwd_attempt": 56.0, "fla_point": 1.0,  # fla_shape: 56 s to the first point there
+    "mamba2_shape": 87.0, "mamba2_point": 3.0,
+}
+FLA_FWBW_REFUSED = True  # Hopper + Triton 3.6: FLA's guard refuses the gated backward (no fwbw compile or calls)
 
 
 def est_call_ms(kernel, p):
@@ -169,25 +284,48 @@ def est_call_ms(kernel, p):
     return fw, fwbw
 
 
-def est_task_s(task, cfg):
-    k = KERNELS[task["kernel"]]
-    reps = cfg["reps"] + cfg["warmup"] + 1
+def est_task_s(task, cfg, compiled=None):
+    """Seconds for one task. `compiled`: a set of (kernel, point key) measured by earlier tasks (Triton's disk
+    cache), updated here."""
+    name = task["kernel"]
+    fam = KERNELS[name]["family"]
+    compiled = set() if compiled is None else compiled
     total = 0.0
-    seen = set()
+    shapes = set()
+    if fam != "tfla":
+        total += COST["python_start"] + COST["python_exit"].get(fam, 1.0)
+        if fam == "triton":
+            total += COST["triton_init"]
     for p in task["points"]:
-        fw, fwbw = est_call_ms(task["kernel"], p)
-        refresh = 0.0 if k["family"] == "tfla" else 2 * 0.003 * p["B"] * p["H"] * p["S"] * (p["dk"] + p["dv"]) / 1e9 * 1e3
-        total += reps * (fw + fwbw + refresh) / 1e3
-        if k["family"] == "tfla":
-            total += START_S["tfla"]
-        else:
-            key = (p["H"], p["dk"], p["dv"], p.get("chunk"))
-            if key not in seen:
-                seen.add(key)
-                total += COMPILE_S.get(k["family"], 10.0)
-    if k["family"] != "tfla":
-        total += START_S["python"]
+        fw, fwbw = est_call_ms(name, p)
+        if fam == "tfla":
+            total += COST["tfla_point"] + (cfg["warmup"] + cfg["reps"]) * fwbw / 1e3
+            continue
+        if fam == "fla" and FLA_FWBW_REFUSED:
+            fwbw = 0.0
+        calls = cfg["warmup"] + cfg["reps"] + 1  # warm-up, timed, and the peak-memory call, per mode
+        total += calls * (fw + fwbw) / 1e3
+        key = (p["B"], p["H"], p["S"], p["dk"], p["dv"], p.get("chunk"))
+        shape = (p["H"], p["dk"], p["dv"], p.get("chunk"))
+        if fam == "triton":
+            total += COST["triton_cached_point"] if (name, key) in compiled else COST["triton_point"][name]
+        elif fam == "attention":
+            total += COST["attention_point"] + (COST["cudnn_init"] if name == "sdpa_cudnn" and not shapes else 0.0)
+        elif fam == "fla":
+            total += COST["fla_point"] + (0.0 if shape in shapes else COST["fla_shape"] + (
+                0.0 if FLA_FWBW_REFUSED else COST["fla_bwd_attempt"]))
+        elif fam == "mamba2":
+            total += COST["mamba2_point"] + (0.0 if shape in shapes else COST["mamba2_shape"])
+        shapes.add(shape)
+        compiled.add((name, key))
     return total
+
+
+def est_plan_s(tasks, cfg):
+    """[(task, estimate s)], and the total with the ceilings (~4 s) and the report (~3 s)."""
+    compiled = set()
+    per = [(t, est_task_s(t, cfg, compiled)) for t in tasks]
+    return per, sum(e for _, e in per) + 4.0 + 3.0
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -253,6 +391,21 @@ def point_desc(p):
     return s
 
 
+def row_summary(rec):
+    """A worker row in a few words for the progress log."""
+    if rec.get("fw_ms") is None and rec.get("fwbw_ms") is None:
+        return f"{rec.get('status')}: {str(rec.get('error', ''))[:160]}"
+    out = f"fw {fmt_ms(rec.get('fw_ms'))} ms, fwbw "
+    if rec.get("fwbw_ms"):
+        return out + f"{fmt_ms(rec['fwbw_ms'])} ms"
+    if rec.get("fwbw_status") == "refused":
+        if rec.get("fwbw_note"):
+            return out + ("refused (not tried again)" if rec["fwbw_note"].startswith("not tried again")
+                          else f"refused ({rec['fwbw_note'][:110]})")
+        return out + f"refused by the peer's guard ({str(rec.get('fwbw_error', ''))[:100]})"
+    return out + "failed" + (f" ({str(rec['fwbw_error'])[:100]})" if rec.get("fwbw_error") else "")
+
+
 class Results:
     """results.jsonl, appended row by row so that a run cut short keeps what it measured."""
 
@@ -309,6 +462,7 @@ class Suite:
         self.t0 = log.t0
         self.deadline = self.t0 + args.budget_s - args.reserve_s  # no new work after this
         self.injected = set()
+        self.estimates = {}
 
     def remaining(self):
         return self.deadline - time.time()
@@ -448,11 +602,8 @@ class Suite:
                 first = False
                 t_point = time.time()
                 self.log(f"{name} {task['group']} {len(task['points']) - len(pending)}/{len(task['points'])} "
-                         f"{point_desc(p)}: " + (f"fw {fmt_ms(rec.get('fw_ms'))} ms, fwbw "
-                                                 + (f"{fmt_ms(rec.get('fwbw_ms'))} ms" if rec.get("fwbw_ms") else "failed")
-                                                 if rec.get("fw_ms") is not None or rec.get("fwbw_ms") is not None
-                                                 else f"{rec.get('status')}: {str(rec.get('error', ''))[:160]}")
-                         + (f" (fwbw: {rec['fwbw_error'][:100]})" if rec.get("fwbw_error") and rec.get("fw_ms") else ""))
+                         + (f"[{p['group']}] " if "+" in task["group"] else "") + f"{point_desc(p)}: "
+                         + row_summary(rec))
                 if not pending:
                     break
             if status:
@@ -520,7 +671,7 @@ class Suite:
                 self._skip_rows(task, task["points"], "time budget of the suite used up")
                 continue
             self.log(f"task {n + 1}/{len(tasks)}: {task['kernel']} group {task['group']} "
-                     f"({len(task['points'])} point(s), estimate {est_task_s(task, self.cfg):.0f} s)")
+                     f"({len(task['points'])} point(s), estimate {self.estimates.get(n, 0):.0f} s)")
             if k["family"] == "tfla":
                 self.run_tfla(task)
             else:
@@ -574,7 +725,7 @@ def parse_inject(spec):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke subset (~2-4 min on an H100)")
+    ap.add_argument("--quick", action="store_true", help="smoke subset (~4 min on an H100)")
     ap.add_argument("--dry-run", action="store_true", help="no GPU: fake workers (made-up numbers)")
     ap.add_argument("--smoke-cpu", action="store_true", help="no GPU: tiny shapes, tfla CPU backend")
     ap.add_argument("--report", metavar="DIR", help="only rebuild the report (summary, CSV, plots) of DIR")
@@ -582,8 +733,9 @@ def main(argv=None):
     ap.add_argument("--out", help="results folder [bench/results/<date>-<gpu>; /tmp/... for dry/smoke runs]")
     ap.add_argument("--tfla-bench", help="tfla-bench binary [build/cuda-h100/tools/tfla-bench]")
     ap.add_argument("--python", default=sys.executable, help="Python with torch for the workers")
-    ap.add_argument("--budget-s", type=float, help="wall-clock budget of the whole suite [570; quick 240]")
-    ap.add_argument("--reserve-s", type=float, default=40, help="kept for the report at the end [40]")
+    ap.add_argument("--budget-s", type=float, help="wall-clock budget of the whole suite [570; quick 270]")
+    ap.add_argument("--reserve-s", type=float, default=20,
+                    help="kept for the report at the end: no new work starts after budget - reserve [20]")
     ap.add_argument("--grace-s", type=float, default=15, help="a point running at the budget's end may take this long")
     ap.add_argument("--first-timeout", type=float, help="s to wait for a worker's first point [300]")
     ap.add_argument("--point-timeout", type=float, help="s to wait for each further point [150]")
@@ -613,7 +765,7 @@ def main(argv=None):
     if a.inject and not a.dry_run:
         ap.error("--inject works with --dry-run only")
     if a.budget_s is None:
-        a.budget_s = 240 if a.quick else 570
+        a.budget_s = 270 if a.quick else 570
         if mode == "smoke-cpu":
             a.budget_s = 600
     if a.first_timeout is None:
@@ -628,14 +780,26 @@ def main(argv=None):
         if s not in KERNELS:
             ap.error(f"unknown kernel '{s}' (known: {', '.join(KERNELS)})")
     tasks = make_plan(cfg, only, skip, a.groups)
-    est = sum(est_task_s(t, cfg) for t in tasks) + 15
+    per, est = est_plan_s(tasks, cfg)
     if a.plan:
+        deadline = a.budget_s - a.reserve_s
         print(f"mode {mode}{' (quick)' if a.quick else ''}: {len(tasks)} tasks, "
-              f"{sum(len(t['points']) for t in tasks)} points, reps {cfg['reps']}, budget {a.budget_s:.0f} s")
-        for t in tasks:
-            print(f"  {t['group']} {t['kernel']:<18} {len(t['points'])} pts  ~{est_task_s(t, cfg):5.0f} s  "
-                  + ", ".join(f"S={p['S']}" + (f"/L={p['chunk']}" if t['group'] == 'L' else '') for p in t["points"]))
-        print(f"estimated total on an H100 (ceilings, compile, timing; rough): ~{est:.0f} s")
+              f"{sum(len(t['points']) for t in tasks)} points, reps {cfg['reps']}, budget {a.budget_s:.0f} s "
+              f"(no new work after {deadline:.0f} s; {a.reserve_s:.0f} s kept for the report)")
+        if subset_note(cfg):
+            print(f"subsets: {subset_note(cfg)}")
+        cum = 4.0
+        print(f"  {'group':<6} {'kernel':<18} {'pts':>3}  {'est s':>6}  {'ends at':>7}  points")
+        print(f"  {'-':<6} {'ceilings':<18} {'':>3}  {4:6.0f}  {cum:7.0f}")
+        for t, e in per:
+            cum += e
+            pts = ", ".join((f"{p['group']}:" if "+" in t["group"] else "") + f"S={p['S']}"
+                            + (f"/L={p['chunk']}" if p["group"] == "L" else "") for p in t["points"])
+            print(f"  {t['group']:<6} {t['kernel']:<18} {len(t['points']):>3}  {e:6.0f}  {cum:7.0f}"
+                  + ("  (after the deadline)" if cum > deadline else "") + f"  {pts}")
+        print(f"  {'-':<6} {'report':<18} {'':>3}  {3:6.0f}  {cum + 3:7.0f}")
+        print(f"estimated total on an H100: ~{est:.0f} s (costs calibrated on bench/results/"
+              f"2026-11-26-h100-suite-overrun; see COST in bench/suite.py)")
         return 0
 
     t0 = time.time()
@@ -660,7 +824,10 @@ def main(argv=None):
         with open(os.environ["TFLA_SUITE_OUTDIR_FILE"], "w") as f:
             f.write(os.path.abspath(outdir))
     log(f"mode {mode}{' quick' if a.quick else ''}; {len(tasks)} tasks, estimate ~{est:.0f} s; results in {outdir}")
+    if subset_note(cfg):
+        log(f"subsets: {subset_note(cfg)}")
     suite = Suite(a, cfg, outdir, log)
+    suite.estimates = {n: e for n, (_, e) in enumerate(per)}
     log("measuring the GPU's ceilings (bf16 GEMM 8192^3, device copy)")
     env["ceilings"] = suite.run_ceilings()
     c = env["ceilings"]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark suite on a GPU machine (bench/suite.py): tfla side by side with its peers, the runtime model,
-# plots and a Markdown summary, in under 10 minutes on one H100 (--quick: a smoke subset).
+# plots and a Markdown summary, in under 10 minutes on one H100 (--quick: a smoke subset, ~4 min). The default
+# plan (~515 s by `python3 bench/suite.py --plan`) runs the expensive peers at a subset of S (see
+# bench/suite.py --help); with `--budget-s 545` no new work starts after 525 s (--reserve-s 20).
 #   usage: bash scripts/gpu_bench_suite.sh [--quick] [--budget-s S] [other bench/suite.py options]
 # Needs: python3 with torch (and matplotlib) on the machine; the peers as files in .peers/ (git-ignored; carry
 # it to the GPU machine): mlstm_kernels, fla-core, flash-linear-attention wheels and the mamba-ssm sdist,
@@ -64,14 +66,14 @@ if [ ! -x "$BENCH" ]; then
   echo "built in $(( $(date +%s) - t0 )) s"
 fi
 
-# ---- the suite; its budget defaults to 570 s minus what the set-up above took
+# ---- the suite; its budget defaults to 570 s (quick: 270 s) minus what the set-up above took
 args=("$@")
 budget=""
 prev=""
 for x in "${args[@]}"; do [ "$prev" = "--budget-s" ] && budget=$x; prev=$x; done
 if [ -z "$budget" ]; then
   used=$(( $(date +%s) - t_start ))
-  if printf '%s\n' "${args[@]}" | grep -qx -- '--quick'; then budget=$(( 240 - used )); else budget=$(( 570 - used )); fi
+  if printf '%s\n' "${args[@]}" | grep -qx -- '--quick'; then budget=$(( 270 - used )); else budget=$(( 570 - used )); fi
   [ $budget -lt 90 ] && budget=90
   args+=(--budget-s "$budget")
 fi

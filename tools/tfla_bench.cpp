@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -18,6 +19,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tfla/tfla.h"
@@ -407,6 +409,46 @@ size_t dtype_bytes(int d) { return d == TFLA_DTYPE_F32 ? 4 : 2; }
 
 // ------------------------------------------------------------------------------------------------ buffers
 
+// An allocator whose resize() leaves the bytes uninitialized (default-init instead of value-init), so that
+// make_buf sets a large buffer's bytes (and takes its page faults) on all threads instead of one.
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) noexcept {}
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0)
+      ::new (static_cast<void*>(p)) U;
+    else
+      ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+// Run fn(block) for block = 0 .. nblocks-1 on all hardware threads (or `nthreads` when > 0). The blocks are
+// handed out dynamically: fn's result must not depend on which thread runs a block.
+template <class Fn>
+void parallel_blocks(size_t nblocks, Fn&& fn, size_t nthreads = 0) {
+  if (nthreads == 0) nthreads = std::max(1u, std::thread::hardware_concurrency());
+  nthreads = std::min(nthreads, nblocks);
+  if (nthreads <= 1) {
+    for (size_t blk = 0; blk < nblocks; ++blk) fn(blk);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&]() {
+    for (size_t blk; (blk = next.fetch_add(1, std::memory_order_relaxed)) < nblocks;) fn(blk);
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < nthreads; ++t) threads.emplace_back(work);
+  work();
+  for (auto& th : threads) th.join();
+}
+
 // One tensor: a strided host copy in the layout the library sees, and (CUDA) its device copy.
 struct Buf {
   const char* name = "";
@@ -415,7 +457,7 @@ struct Buf {
   int64_t stride[4] = {0, 0, 0, 0};
   int dtype = TFLA_DTYPE_F32;
   size_t numel = 0;
-  std::vector<unsigned char> host;
+  std::vector<unsigned char, UninitAllocator<unsigned char>> host;
   void* dev = nullptr;
 
   size_t bytes() const { return host.size(); }
@@ -470,53 +512,153 @@ Buf make_buf(const char* name, int dtype, std::initializer_list<int64_t> shape, 
     st *= b.dims[order[k]];
   }
   b.numel = static_cast<size_t>(st);
-  b.host.assign(b.numel * dtype_bytes(dtype), poison ? 0xff : 0x00);
+  b.host.resize(b.numel * dtype_bytes(dtype));  // uninitialized: set in parallel below
+  constexpr size_t kChunk = size_t{1} << 22;
+  const size_t n = b.host.size();
+  parallel_blocks((n + kChunk - 1) / kChunk, [&](size_t blk) {
+    const size_t lo = blk * kChunk;
+    std::memset(b.host.data() + lo, poison ? 0xff : 0x00, std::min(kChunk, n - lo));
+  });
   return b;
 }
 
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+// The SplitMix64 output function (a bijective 64-bit mixer).
+inline uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
 
+// ln(x) for finite x > 0 in float (Cephes logf: exponent split, degree-9 polynomial; about 1 ulp), written
+// without calls or branches so that the compiler vectorizes the loop that uses it.
+inline float log_f32(float x) {
+  uint32_t u = f32_bits(x);
+  int32_t e = static_cast<int32_t>(u >> 23) - 126;       // x = m * 2^e with m in [0.5, 1)
+  const uint32_t mb = (u & 0x7fffffu) | 0x3f000000u;
+  const uint32_t small = mb < 0x3f3504f3u ? 1u : 0u;     // m < sqrt(1/2): m in [sqrt(1/2), sqrt(2)) after
+  e -= static_cast<int32_t>(small);
+  const float m = bits_f32(mb + (small << 23));           // 2 m when small (exponent + 1)
+  const float xm = m - 1.f, z = xm * xm;
+  float p = 7.0376836292e-2f;
+  p = p * xm - 1.1514610310e-1f;
+  p = p * xm + 1.1676998740e-1f;
+  p = p * xm - 1.2420140846e-1f;
+  p = p * xm + 1.4249322787e-1f;
+  p = p * xm - 1.6668057665e-1f;
+  p = p * xm + 2.0000714765e-1f;
+  p = p * xm - 2.4999993993e-1f;
+  p = p * xm + 3.3333331174e-1f;
+  const float fe = static_cast<float>(e);
+  float y = p * xm * z - 2.12194440e-4f * fe - 0.5f * z;
+  return xm + y + 0.693359375f * fe;
+}
+
+// sqrt(y) for finite y >= 0 as y * (1 / sqrt(y)) (bit-trick estimate, three Newton steps; about 1 ulp; exactly
+// 0 for 0): std::sqrt's errno path would keep the compiler from vectorizing the loop.
+inline float sqrt_f32(float y) {
+  float x = bits_f32(0x5f3759dfu - (f32_bits(y) >> 1));  // ~1/sqrt(y), within 3.5 %
+  const float hy = 0.5f * y;
+  x = x * (1.5f - hy * x * x);
+  x = x * (1.5f - hy * x * x);
+  x = x * (1.5f - hy * x * x);
+  return y * x;
+}
+
+// cos(2 pi t) and sin(2 pi t) for t in [0, 1): quadrant from t, Cephes sinf/cosf polynomials on
+// [-pi/4, pi/4] (about 1e-7 absolute). Branch-free, like log_f32.
+inline void sincos_2pi_f32(float t, float& c, float& s) {
+  const float t4 = t * 4.f;
+  const int32_t n = static_cast<int32_t>(t4 + 0.5f);    // nearest quadrant, 0..4
+  const float a = (t4 - static_cast<float>(n)) * 1.5707963267948966f;  // in [-pi/4, pi/4]
+  const float a2 = a * a;
+  const float sa = a + a * a2 * (-1.6666654611e-1f + a2 * (8.3321608736e-3f + a2 * -1.9515295891e-4f));
+  const float ca = 1.f - 0.5f * a2 +
+                   a2 * a2 * (4.166664568298827e-2f + a2 * (-1.388731625493765e-3f + a2 * 2.443315711809948e-5f));
+  // quadrant n: odd n swaps sin and cos; cos is negative for n = 1, 2 and sin for n = 2, 3 (bit selects and
+  // sign flips, so that the loop has no branches)
+  const uint32_t un = static_cast<uint32_t>(n), swap = 0u - (un & 1u);
+  const uint32_t sb = f32_bits(sa), cb = f32_bits(ca);
+  c = bits_f32(((sb & swap) | (cb & ~swap)) ^ (((un + 1u) & 2u) << 30));
+  s = bits_f32(((cb & swap) | (sb & ~swap)) ^ ((un & 2u) << 30));
+}
+
 // Fill with mean + std * N(0,1), rounded to the buffer's dtype. Deterministic in (seed, stream, logical
-// index), independent of the layout and of the number of threads.
-void fill_normal(Buf& b, uint64_t seed, uint64_t stream, float mean, float stddev) {
-  constexpr size_t kBlock = 1 << 16;
-  const size_t nblocks = (b.numel + kBlock - 1) / kBlock;
-  auto work = [&](size_t first, size_t step) {
-    int64_t idx[4];
-    for (size_t blk = first; blk < nblocks; blk += step) {
-      uint64_t s = seed * 0x100000001b3ull ^ (stream << 40) ^ (blk * 0x9e3779b97f4a7c15ull);
-      splitmix64(s);
-      const size_t lo = blk * kBlock, hi = std::min(b.numel, lo + kBlock);
-      for (size_t i = lo; i < hi; i += 2) {
-        // Box-Muller: two normals from two uniforms in (0, 1].
-        const double u1 = (static_cast<double>(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
-        const double u2 = static_cast<double>(splitmix64(s) >> 11) * 0x1.0p-53;
-        const double r = std::sqrt(-2.0 * std::log(u1)), th = 6.283185307179586 * u2;
-        const double z[2] = {r * std::cos(th), r * std::sin(th)};
-        for (size_t j = i; j < std::min(hi, i + 2); ++j) {
-          size_t rest = j;
-          for (int d = b.rank - 1; d >= 0; --d) {
-            idx[d] = static_cast<int64_t>(rest % static_cast<size_t>(b.dims[d]));
-            rest /= static_cast<size_t>(b.dims[d]);
-          }
-          b.store(b.offset(idx), static_cast<float>(mean + stddev * z[j - i]));
+// index): element i is the (i % 2)-th output of Box-Muller on the 64-bit hash of (seed, stream, i / 2), so
+// the values do not depend on the layout, the number of threads (`nthreads`, 0 = all hardware threads) or
+// how the work is split. Box-Muller in float on 24-bit uniforms (|z| <= 5.8), enough for bf16/f16/f32 inputs.
+void fill_normal(Buf& b, uint64_t seed, uint64_t stream, float mean, float stddev, size_t nthreads = 0) {
+  constexpr size_t kTile = 512;            // elements per tile (even): the math runs on whole tiles
+  constexpr size_t kTilesPerBlock = 128;   // a work item: 64 Ki elements
+  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ull;
+  const uint64_t key = mix64(mix64(seed ^ 0x6a09e667f3bcc909ull) ^ (stream * kGolden));
+  const size_t ntiles = (b.numel + kTile - 1) / kTile;
+  const size_t nblocks = (ntiles + kTilesPerBlock - 1) / kTilesPerBlock;
+  // The common case: the memory order is the logical order (offset == logical index).
+  bool contiguous = true;
+  {
+    int64_t st = 1;
+    for (int d = b.rank - 1; d >= 0; --d) {
+      if (b.dims[d] != 1 && b.stride[d] != st) contiguous = false;
+      st *= b.dims[d];
+    }
+  }
+  const size_t esize = dtype_bytes(b.dtype);
+  parallel_blocks(nblocks, [&](size_t blk) {
+    float u1[kTile / 2], u2[kTile / 2], z[kTile];
+    const size_t t_end = std::min(ntiles, (blk + 1) * kTilesPerBlock);
+    for (size_t tile = blk * kTilesPerBlock; tile < t_end; ++tile) {
+      const size_t lo = tile * kTile, hi = std::min(b.numel, lo + kTile);
+      const uint64_t p0 = lo / 2;
+      for (size_t j = 0; j < kTile / 2; ++j) {
+        const uint64_t x = mix64(key + (p0 + j) * kGolden);
+        u1[j] = static_cast<float>(static_cast<int32_t>(x >> 40) + 1) * 0x1.0p-24f;        // (0, 1]
+        u2[j] = static_cast<float>(static_cast<int32_t>((x >> 16) & 0xffffffu)) * 0x1.0p-24f;  // [0, 1)
+      }
+      for (size_t j = 0; j < kTile / 2; ++j) {  // whole tiles only: the same code for every element
+        const float r = sqrt_f32(-2.f * log_f32(u1[j]));
+        float c, s;
+        sincos_2pi_f32(u2[j], c, s);
+        z[2 * j] = mean + stddev * (r * c);
+        z[2 * j + 1] = mean + stddev * (r * s);
+      }
+      const size_t n = hi - lo;
+      if (contiguous) {
+        unsigned char* out = b.host.data() + lo * esize;
+        if (b.dtype == TFLA_DTYPE_F32) {
+          std::memcpy(out, z, n * 4);
+        } else {
+          uint16_t h[kTile];
+          if (b.dtype == TFLA_DTYPE_BF16)
+            for (size_t j = 0; j < n; ++j) h[j] = to_bf16(z[j]);
+          else
+            for (size_t j = 0; j < n; ++j) h[j] = to_f16(z[j]);
+          std::memcpy(out, h, n * 2);
+        }
+        continue;
+      }
+      // Strided: the logical index lo split once per tile, then counted up with its memory offset.
+      int64_t idx[4] = {0, 0, 0, 0};
+      size_t rest = lo;
+      for (int d = b.rank - 1; d >= 0; --d) {
+        idx[d] = static_cast<int64_t>(rest % static_cast<size_t>(b.dims[d]));
+        rest /= static_cast<size_t>(b.dims[d]);
+      }
+      int64_t off = b.offset(idx);
+      for (size_t j = 0; j < n; ++j) {
+        b.store(off, z[j]);
+        int d = b.rank - 1;
+        ++idx[d];
+        off += b.stride[d];
+        while (d > 0 && idx[d] == b.dims[d]) {
+          off -= b.dims[d] * b.stride[d];
+          idx[d] = 0;
+          --d;
+          ++idx[d];
+          off += b.stride[d];
         }
       }
     }
-  };
-  const size_t nthreads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), nblocks));
-  if (nthreads == 1) {
-    work(0, 1);
-    return;
-  }
-  std::vector<std::thread> threads;
-  for (size_t t = 0; t < nthreads; ++t) threads.emplace_back(work, t, nthreads);
-  for (auto& th : threads) th.join();
+  }, nthreads);
 }
 
 // ------------------------------------------------------------------------------------------------ progress

@@ -21,6 +21,9 @@ Method (the same for every peer; tfla-bench does the same in C++):
   backward(dh).
 - `--device cpu` is a debug mode only (wall clock, no flush, no memory), to exercise the code on a machine
   without a GPU.
+- A mode that the peer itself refuses (Runner.refusal: FLA's guard on its gated backward) is not tried again
+  at the later points of the worker: those rows get the same message, `<mode>_status` "refused" and
+  `<mode>_note` saying so, and cost no kernel call.
 """
 import argparse
 import gc
@@ -108,6 +111,10 @@ class Runner:
             raise SystemExit("no CUDA device visible to torch (use --device cpu for the debug mode)")
         self.dev = torch.device(args.device)
         torch.manual_seed(args.seed)
+        # mode -> predicate(message): True when the error is the peer refusing the mode (its own guard), not a
+        # failure; set by the worker. refused: mode -> (message, note) once refused, for the later points.
+        self.refusal = {}
+        self.refused = {}
         self.flush_buf = None
         self.flush_bytes = 0
         if self.cuda and not args.no_flush:
@@ -187,6 +194,10 @@ class Runner:
             x.grad = None
         return times, peak
 
+    def refuse(self, mode, msg, note):
+        """Record that the peer refuses `mode` (its own guard, message `msg`): later points skip it."""
+        self.refused[mode] = (msg[:800], note)
+
     def run(self, kernel, points, build, meta_extra=None, base_fields=None, meta=True):
         """Time `kernel` on every point; build(point, runner) -> Setup. Prints the meta line and one row each."""
         t = self.torch
@@ -217,6 +228,10 @@ class Runner:
                     if fn is None:
                         rec[f"{mode}_error"] = setup.meta.get(f"{mode}_note", "not available for this kernel")
                         continue
+                    if mode in self.refused:  # refused before by the peer's own guard: not tried again
+                        msg, note = self.refused[mode]
+                        rec.update({f"{mode}_error": msg, f"{mode}_status": "refused", f"{mode}_note": note})
+                        continue
                     try:
                         times, peak = self.time_mode(setup, mode)
                         rec[f"{mode}_ms"] = statistics.median(times)
@@ -226,6 +241,12 @@ class Runner:
                         msg = f"{type(e).__name__}: {e}"
                         rec[f"{mode}_error"] = msg[:800]
                         log(f"{mode} failed: {msg[:300]}")
+                        check = self.refusal.get(mode)
+                        if check is not None and check(msg):
+                            rec[f"{mode}_status"] = "refused"
+                            self.refuse(mode, msg, f"not tried again: the peer's own guard refused it at point {i + 1} "
+                                                  f"of this worker")
+                            log(f"{mode} refused by the peer's own guard: not tried at the later points")
                         if fatal_cuda_error(msg):
                             fatal = True
                             break

@@ -10,7 +10,8 @@ Fault injection (to test the driver's crash and timeout handling):
   --hang-at I    stop printing and sleep when point I starts (the driver's watchdog must kill it)
   --fatal-at I   report point I as failed with a CUDA error, then exit with status 3 (as common.py does when
                  the CUDA context is lost)
-  --refuse-fwbw  every forward+backward fails as FLA's Hopper guard does
+  --refuse-fwbw  forward+backward refused as FLA's Hopper guard does: at the first point, then not tried again
+                 (the rows say so, as bench/peers/common.py writes them)
 """
 import argparse
 import json
@@ -111,6 +112,7 @@ def main():
     print(json.dumps({"meta": {"kernel": a.kernel, "versions": {"fake": True, "torch": "n/a (dry run)"},
                                "reps": a.reps, "warmup": a.warmup, "l2_flush_bytes": 268435456,
                                "fresh_inputs": True}}), flush=True)
+    refused_at = None
     for i, pt in enumerate(pts):
         if i == a.crash_at:
             print(f"fake: crashing at point {i}", file=sys.stderr, flush=True)
@@ -135,6 +137,12 @@ def main():
         if a.refuse_fwbw:
             rec["fwbw_error"] = ("RuntimeError: Triton >= 3.4.0 and < 3.7.1 on Hopper GPUs produces incorrect "
                                  "results for gated chunk_bwd_dqkwg (see #640). (fake)")
+            rec["fwbw_status"] = "refused"
+            if refused_at is None:
+                refused_at = i + 1
+            else:
+                rec["fwbw_note"] = (f"not tried again: the peer's own guard refused it at point {refused_at} of this "
+                                    f"worker")
             rec["status"] = "partial"
         else:
             rec.update({"fwbw_ms": fwbw, "fwbw_ms_all": series(fwbw, a.reps, rnd),
