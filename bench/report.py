@@ -188,9 +188,18 @@ def plan_notes(cfg):
     s_list = lambda xs: ", ".join(str(x) for x in xs)
     sub = []
     for g in ("A", "B"):
-        if cfg.get(f"{g}_peers"):
-            sub.append(f"group {g}: {lab(cfg[f'{g}_peers'])} at S = {s_list(cfg[f'{g}_S_peers'])} only "
-                       f"(the others at S = {s_list(cfg[f'{g}_S'])})")
+        # each kernel's S values in the group: its own list (S_by_kernel), the peers' subset, or the full list
+        by_kernel = cfg.get(f"{g}_S_by_kernel") or {}
+        peers = cfg.get(f"{g}_peers") or ()
+        full = cfg.get(f"{g}_S") or []
+        groups = {}
+        for k in cfg.get(f"{g}_kernels") or ():
+            Ss = by_kernel.get(k) or (cfg.get(f"{g}_S_peers") if k in peers else None) or full
+            if list(Ss) != list(full):
+                groups.setdefault(tuple(Ss), []).append(k)
+        if groups:
+            sub.append(f"group {g}: " + "; ".join(f"{lab(ks)} at S = {s_list(Ss)} only" for Ss, ks in groups.items())
+                       + f" (the others at S = {s_list(full)})")
     if sub:
         out.append("S subsets (these peers' cost is compile, autotune or S^2 attention rather than S; they keep "
                    "the default suite under 10 minutes on one H100, see bench/suite.py --help): "
@@ -202,7 +211,7 @@ def plan_notes(cfg):
             out.append(f"Kernels in {what}: {lab(ks)}.")
     if cfg.get("A_peers"):
         out.append("FLA and Mamba2 run at shape A only: their autotune keys include the head dims, so each new "
-                   "head shape costs them another ~30-90 s of autotuning.")
+                   "head shape costs them another ~50-90 s of autotuning.")
     return out
 
 
