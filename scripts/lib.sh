@@ -122,10 +122,27 @@ python_tests() {
   local py="$venv/bin/python"
   say "installing the Python test environment into build/python-venv (torch from PyPI)"
   run "$py" -m pip install -q --disable-pip-version-check "${TFLA_PY_TORCH:-torch==2.15.0}" numpy pytest einops \
-    "${TFLA_PY_TRANSFORMERS:-transformers==5.24.0}"
+    matplotlib "${TFLA_PY_TRANSFORMERS:-transformers==5.24.0}"
   run "$py" -m pip install -q --disable-pip-version-check --no-deps mlstm_kernels==2.0.6 xlstm==2.0.6
   say "building and installing the tfla Python package (CPU only): pip install ."
   run env TFLA_CUDA=OFF "$py" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$TFLA_ROOT"
   say "running the Python tests: pytest python/tests"
   (cd "$TFLA_ROOT" && run "$py" -m pytest python/tests -q -rs -p no:cacheprovider)
+}
+
+# The benchmark suite without a GPU (scripts/test.sh, after python_tests: uses build/python-venv, which has
+# matplotlib): bench/suite.py --dry-run runs the whole driver, the worker protocol, the report and the plots with
+# made-up times (bench/peers/fake.py), so a change that breaks the suite fails here, not on the GPU machine.
+bench_suite_dry_run() {
+  local py="$TFLA_ROOT/build/python-venv/bin/python"
+  [ -x "$py" ] || py=python3
+  local out="$TFLA_ROOT/build/suite-dry-run"
+  rm -rf "$out"
+  say "checking the benchmark suite without a GPU: bench/suite.py --dry-run (made-up numbers, not data)"
+  run "$py" "$TFLA_ROOT/bench/suite.py" --dry-run --out "$out" >"$TFLA_ROOT/build/suite-dry-run.log" 2>&1 ||
+    { tail -30 "$TFLA_ROOT/build/suite-dry-run.log"; die "bench/suite.py --dry-run failed (log: build/suite-dry-run.log)"; }
+  local f
+  for f in summary.md results.csv headline.png runtime_vs_seqlen.png chunk_size.png roofline.png head_dim.png; do
+    [ -s "$out/$f" ] || die "bench/suite.py --dry-run did not write $f"
+  done
 }

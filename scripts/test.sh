@@ -8,7 +8,8 @@
 #                             nvidia-smi lists a GPU)
 #   TFLA_TEST_PYTHON=0|1      build the Python package (pip install ., CPU only) in build/python-venv and run
 #                             its tests with pytest (default 1; GPU tests skip without a GPU: on a GPU machine
-#                             use scripts/gpu_python_tests.sh)
+#                             use scripts/gpu_python_tests.sh), then `bench/suite.py --dry-run` with that
+#                             environment (the benchmark driver, report and plots on made-up numbers)
 # SPDX-License-Identifier: Apache-2.0
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -45,6 +46,7 @@ fi
 
 if [ "${TFLA_TEST_PYTHON:-1}" = 1 ]; then
   python_tests
+  bench_suite_dry_run
 else
   say "skipping the Python package tests (TFLA_TEST_PYTHON=0)"
 fi
