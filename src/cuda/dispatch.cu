@@ -218,9 +218,9 @@ tfla_status by_dtype(int32_t dtype, Run&& run) {
 // The chunk-size sweep on the H100 (bench/results/2026-11-26-h100, Dk=128, Dv=256, S=8192, bf16; fw / fwbw ms):
 // L=64 3.20 / 15.59, 128 3.19 / 15.87, 256 3.70 / 18.32, 512 4.82 / 23.84, 1024 7.24 / 35.39. 128 is the fastest
 // forward and within 2% of the fastest forward+backward with 36% less memory than 64 (3.7 vs 5.7 GiB). This path
-// is bound by latency and state traffic, not by the intra-chunk FLOPs that grow with L, so the same holds for the
-// other head dims the suite measured at L = 128 (Dk/Dv 64/128, 256/512); a per-shape choice waits for a sweep
-// that shows a difference.
+// is bound by latency and state traffic, not by the intra-chunk FLOPs that grow with L, so we expect the same
+// for the other head dims (64/128 and 256/512 are only measured at L = 128 so far: not yet swept); a per-shape
+// choice waits for a sweep that shows a difference.
 int64_t default_chunk_size(const tfla_mlstm_problem&) { return 128; }
 
 tfla_status fwd_workspace_size(const tfla_mlstm_fwd_params& p, size_t* bytes) {
