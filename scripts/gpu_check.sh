@@ -105,20 +105,18 @@ if want profile; then
       "$BUILD/tools/tfla-bench" --device cuda --variant exp -B $B -H 16 -S $S --dk 128 --dv 256 --chunk 128 \
       --dtype bf16 --gate-dtype f32 --reps 1 --warmup 0 --no-check --json --no-header >"$OUT/ncu_$S.csv" 2>"$OUT/ncu_$S.err"
     python3 - "$OUT/ncu_$S.csv" "$S" <<'PY' | tee -a "$OUT/profile.csv"
-import csv, sys, collections
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+import csv, sys
+# ncu's CSV follows tfla-bench's own output (a JSON line, ==PROF== lines): start at the header row
+rows = list(csv.reader(open(sys.argv[1])))
+rows = rows[next(i for i, r in enumerate(rows) if "Kernel Name" in r):]
 hdr = rows[0]; ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
-tot = collections.OrderedDict()
+rows = [r for r in rows if len(r) == len(hdr)]
+# one line per launch, in launch order (forward first, then backward), with the template arguments
 for r in rows[1:]:
-    name = r[ki].split("(")[0].split("<")[0].replace("void ", "").replace("tfla::cuda::", "")
-    if "chunk_tiles_kernel" in r[ki]:
-        name += "<role " + r[ki].split(",")[1].strip(" >)").split(">")[0] + ">"
-    if "chunk_states_kernel" in r[ki]:
-        name += "<reverse " + r[ki].split(",")[1].strip(" >)").split(">")[0] + ">"
-    v = float(r[vi].replace(",", "")) * {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0}.get(r[ui], 1e-6)
-    tot[name] = tot.get(name, 0.0) + v
-for k, v in tot.items():
-    print(f"S={sys.argv[2]},{k},{v:.3f} ms")
+    name = r[ki].replace("void ", "").replace("tfla::cuda::", "").split("(")[0].replace(",", ";")
+    scale = {"ns": 1e-6, "nsecond": 1e-6, "us": 1e-3, "usecond": 1e-3, "ms": 1.0, "msecond": 1.0}
+    v = float(r[vi].replace(",", "")) * scale[r[ui]]
+    print(f"S={sys.argv[2]},{name},{v:.3f} ms")
 PY
   done
   summary+=("per-kernel profile: $OUT/profile.csv")
