@@ -28,9 +28,10 @@ constexpr size_t chunk_states_smem_bytes() {
 }
 
 // PARTS: how many T fragments carry each gate-weighted operand (tiles.cuh, scale_a_cols): 1 where only
-// the forward's h consumes the states; kStateParts (~fp32) where the final state is an output (2 parts left
-// c_last at 5.7e-5 against a bound of 1e-5 with bf16 inputs and +-50 gates, bench/results/2026-11-25-h100-v2)
-// and where the backward's gate gradients use the states.
+// the forward's h consumes the states; kStateParts (~fp32) where the final state is an output (c_last is fp32
+// like a plain implementation's; 2 parts are ~2^-17 relative. The one grid case that failed with 2 parts had
+// another cause, the exponent's order: 3 parts left it unchanged, bench/results/2026-11-26-h100-v2.1) and where
+// the backward's gate gradients use the states.
 // STATE_T: the element type of the stored per-chunk states: T for the forward (h rounds them to T for its
 // tensor-core product anyway: half the bytes of fp32, and the output kernel loads them without conversion),
 // float for the backward (dq and the gate gradients need ~fp32 states).
