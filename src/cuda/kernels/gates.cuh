@@ -149,9 +149,10 @@ __global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
 // ---- gate_grads: d iota_t = k_t . dk_t; d phi_t = sum_{u >= t} (q_u . dq_u - k_u . dk_u) + <dc_last, C_last> +
 // <dn_last, n_last>. The per-token dots arrive as partials per 64-wide Dk tile (dq / dk kernels). The
 // reverse cumulative sum runs in three chunk-parallel steps with a fixed summation order (bit-reproducible),
-// in fp64: q.dq and k.dk are large and nearly cancel, and their difference is summed over the whole sequence;
-// in fp32 d f was 1.03x its bound for fp32 inputs (sig, normalize=False, bench/results/2026-11-25-h100-v2).
-// These kernels move 4-8 bytes per token, so fp64 costs nothing measurable.
+// in fp64: q.dq and k.dk are large and nearly cancel, and their difference is summed over the whole sequence,
+// so fp32 adds a rounding per token that fp64 does not. (The one d f case over its bound, 1.03x with fp32 inputs
+// in bench/results/2026-11-25-h100-v2, had another cause: fp64 here left it unchanged, the accurate exp of the
+// decay matrix fixed it, v2.1 / v2.2.) These kernels move 4-8 bytes per token: fp64 costs nothing measurable.
 
 __device__ __forceinline__ double token_gate_term(const Args& a, int64_t i, int n_dk_tiles, float* kdk_out) {
   double qdq = 0.0, kdk = 0.0;
