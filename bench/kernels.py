@@ -42,3 +42,14 @@ STYLE = {
     "sdpa_flash": {"color": "#000000", "marker": "<", "ls": ":"},
     "mamba2_ssd": {"color": "#8c564b", "marker": "P", "ls": "-."},
 }
+
+
+def group_S(cfg, group, kernel):
+    """The S values `kernel` runs at in group A or B of a plan config (bench/suite.py plan_config): its own list
+    (`<group>_S_by_kernel`), the expensive peers' subset (`<group>_S_peers`), or the group's full list."""
+    by_kernel = cfg.get(f"{group}_S_by_kernel") or {}
+    if kernel in by_kernel:
+        return by_kernel[kernel]
+    if kernel in (cfg.get(f"{group}_peers") or ()):
+        return cfg[f"{group}_S_peers"]
+    return cfg[f"{group}_S"]

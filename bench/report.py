@@ -12,7 +12,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import runtime_model as rm  # noqa: E402
-from kernels import KERNELS, KERNEL_ORDER  # noqa: E402
+from kernels import KERNELS, KERNEL_ORDER, group_S  # noqa: E402
 
 MIB = 1024.0 * 1024.0
 
@@ -188,13 +188,10 @@ def plan_notes(cfg):
     s_list = lambda xs: ", ".join(str(x) for x in xs)
     sub = []
     for g in ("A", "B"):
-        # each kernel's S values in the group: its own list (S_by_kernel), the peers' subset, or the full list
-        by_kernel = cfg.get(f"{g}_S_by_kernel") or {}
-        peers = cfg.get(f"{g}_peers") or ()
         full = cfg.get(f"{g}_S") or []
         groups = {}
         for k in cfg.get(f"{g}_kernels") or ():
-            Ss = by_kernel.get(k) or (cfg.get(f"{g}_S_peers") if k in peers else None) or full
+            Ss = group_S(cfg, g, k)
             if list(Ss) != list(full):
                 groups.setdefault(tuple(Ss), []).append(k)
         if groups:

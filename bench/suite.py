@@ -66,7 +66,7 @@ sys.path.insert(0, HERE)
 
 # ------------------------------------------------------------------------------------------------ kernels
 
-from kernels import KERNELS, KERNEL_ORDER  # noqa: E402
+from kernels import KERNELS, KERNEL_ORDER, group_S  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------ plans
 
@@ -143,11 +143,9 @@ def subset_note(cfg):
     """One line on which kernels run a subset of S (for the log and the summary), or ''."""
     out = []
     for g in ("A", "B"):
-        by = dict(cfg.get(f"{g}_S_by_kernel") or {})
-        for k in cfg.get(f"{g}_peers") or ():
-            by.setdefault(k, cfg[f"{g}_S_peers"])
-        for k, Ss in by.items():
-            if k in cfg.get(f"{g}_kernels", ()):
+        for k in cfg.get(f"{g}_kernels", ()):
+            Ss = group_S(cfg, g, k)
+            if list(Ss) != list(cfg[f"{g}_S"]):
                 out.append(f"{g}: {k} at S = {', '.join(str(x) for x in Ss)}")
     return "; ".join(out)
 
@@ -170,16 +168,6 @@ def point(cfg, group, shape_key, S, chunk):
     if "attn_heads" in sh:
         p["attn_heads"], p["attn_dim"] = sh["attn_heads"], sh["attn_dim"]
     return p
-
-
-def group_S(cfg, group, kernel):
-    """The S values of `kernel` in group A or B (a subset for the expensive peers in the default suite)."""
-    by_kernel = cfg.get(f"{group}_S_by_kernel") or {}
-    if kernel in by_kernel:
-        return by_kernel[kernel]
-    if kernel in (cfg.get(f"{group}_peers") or ()):
-        return cfg[f"{group}_S_peers"]
-    return cfg[f"{group}_S"]
 
 
 def group_points(cfg, kernel, group):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite on a GPU machine (bench/suite.py): tfla side by side with its peers, the runtime model,
 # plots and a Markdown summary, in under 10 minutes on one H100 (--quick: a smoke subset, ~4 min). The default
-# plan (~515 s by `python3 bench/suite.py --plan`) runs the expensive peers at a subset of S (see
+# plan (~520 s by `python3 bench/suite.py --plan`, cold Triton cache) runs the expensive peers at a subset of S (see
 # bench/suite.py --help); with `--budget-s 545` no new work starts after 525 s (--reserve-s 20).
 #   usage: bash scripts/gpu_bench_suite.sh [--quick] [--budget-s S] [other bench/suite.py options]
 # Needs: python3 with torch (and matplotlib) on the machine; the peers as files in .peers/ (git-ignored; carry
