@@ -36,6 +36,8 @@ def main() -> int:
             sp = f"{t['fw_ms'] / fw:.2f}x" if t else "-"
             spb = f"{t['fwbw_ms'] / fwbw:.2f}x" if t else "-"
             name = f"tfla {r['variant']}" + (" norm0" if r["variant"] == "sig" and not r["normalize"] else "")
+            if r.get("forward_path", "auto") != "auto":
+                name += f" ({r['forward_path']} fw)"
             print(f"| {r['S']} | {r['variant']} | {name} | {r['chunk']} | {fw:.3f} | {fwbw:.3f} | {sp} | {spb} | "
                   f"{r['fwd_tflops']:.0f} | {fw / floor_ms(r):.1f}x |")
         elif r.get("kernel", "").startswith("triton"):

@@ -5,6 +5,8 @@
 # Results land in $OUT (the device tool's output folder) or ./gpu-out.
 #   usage: bash scripts/gpu_check.sh [all | test | bench | profile ...]   (default all = test bench profile)
 #   TFLA_BENCH_CHUNKS  chunk sizes tfla is timed at (default "128 256")
+#   TFLA_BENCH_FORWARD_PATHS  "auto materialized" (default): tfla as dispatched, and with its forward forced to
+#                      the materialized path (TFLA_CUDA_FORWARD, src/cuda/dispatch.cu), side by side
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=" ${*:-all} "
@@ -79,9 +81,13 @@ if want bench; then
     B=$((65536 / S))
     for L in ${TFLA_BENCH_CHUNKS:-128 256}; do
       for v in "sig --normalize 0 --gate-dtype bf16" "exp --gate-dtype f32"; do
-        check="--no-check"; [ "$S" -le 1024 ] && check="--check"
-        "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 --dv 256 --chunk $L \
-          --dtype bf16 --reps 30 --warmup 5 $check --json --no-header 2>>"$OUT/bench.err" | tee -a "$OUT/bench.jsonl"
+        for path in ${TFLA_BENCH_FORWARD_PATHS:-auto materialized}; do
+          check="--no-check"; [ "$S" -le 1024 ] && [ "$path" = auto ] && check="--check"
+          fp=""; [ "$path" = materialized ] && fp=materialized
+          TFLA_CUDA_FORWARD=$fp "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
+            --dv 256 --chunk $L --dtype bf16 --reps 30 --warmup 5 $check --json --no-header 2>>"$OUT/bench.err" |
+            tee -a "$OUT/bench.jsonl"
+        done
       done
     done
     if [ -n "$PEERS" ]; then

@@ -25,11 +25,13 @@ struct Args {
   float* iota;     // log input gate
   float* mtok;     // m_t (0 for sig)
   float* inv_den;  // 1 / (den_t + eps) (1 for sig without normalization); backward only
+  float* wstate;   // forward walk only (else NULL): the token's weight in the state after its chunk (state_weight)
   // Per chunk boundary (B*H*(NC+1)):
   float* mhat;     // m^_c, c = 0..NC (m^_NC = m_last)
   // Per chunk (B*H*NC), scratch of prepare_gates: g_c and max(iota - b).
   float* chunk_a;
   float* chunk_b;
+  float* chunk_decay;  // forward walk only (else NULL): e^{g_c + m^_c - m^_{c+1}}
   // States (B*H*(NC+1)*Dk*Dv and B*H*(NC+1)*Dk): forward C^_c, n^_c before chunk c (slot NC = final);
   // backward adjoints dC^_c, dn^_c (slot c + 1 is the adjoint after chunk c).
   float* cstates;
@@ -44,6 +46,10 @@ struct Args {
   double* grad_chunk_carry;
   // <dc_last, C_last> + <dn_last, n_last> partials per (b,h, state tile): (B*H, nDkTiles*nDvTiles + nDkTiles).
   float* statedot;
+  // Forward walk (output_walk.cuh): the sequence in nseg chunk-aligned segments of seg_chunks chunks; with
+  // nseg > 1, seg_states holds per (b,h, segment) Dk*Dv + Dk floats: the segment's start state C^, n^.
+  int nseg, seg_chunks;
+  float* seg_states;
 };
 
 __host__ __device__ inline int cdiv(int a, int b) { return (a + b - 1) / b; }

@@ -5,7 +5,9 @@
 // Path selection lives here: today every GPU of compute capability >= 8.0 runs the portable path
 // (mma.sync, sm_80); a Hopper path (wgmma/TMA, sm_90a) will be chosen here per device.
 //
-// Forward : prepare_gates -> chunk_states (C^_c for every chunk) -> intra_chunk_output (h).
+// Forward : prepare_gates -> output_walk (h, the state on chip; with segments: segment_states ->
+//           segment_start_states first), or where the walk's limits do not hold (fp32 inputs, Dk > 128,
+//           L > 128, GPUs other than sm_90): chunk_states (C^_c for every chunk) -> intra_chunk_output (h).
 // Backward: prepare_gates -> chunk_states (recompute) -> chunk_states reverse (dC^_c) ->
 //           intra_chunk_dq, intra_chunk_dk, intra_chunk_dv -> gate_grads.
 // SPDX-License-Identifier: Apache-2.0
@@ -14,10 +16,13 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/backend.hpp"
 #include "core/dtype.hpp"
 #include "core/status.hpp"
+#include "cuda/kernels/output_walk_config.hpp"
 #include "cuda/launch.cuh"
 
 namespace tfla::cuda {
@@ -43,8 +48,46 @@ struct Carver {
 
 int64_t n_chunks(const tfla_mlstm_problem& p) { return (p.seq_len + p.chunk_size - 1) / p.chunk_size; }
 
-// The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32.
-void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, void* ws, Args* a, size_t* bytes) {
+// How the forward runs on this device: the walk (output_walk.cuh: the state on chip, one pass) or the
+// materialized path (chunk_states -> chunk_tiles), and the walk's sequence segments.
+struct ForwardPlan {
+  bool walk = false;
+  int nseg = 1, seg_chunks = 0;
+};
+
+// The walk where its limits hold and the device has the shared memory; TFLA_CUDA_FORWARD=materialized forces
+// the other path (for side-by-side measurements and tests of both paths on one GPU).
+// Segments: the walk runs B*H*ceil(Dv/128) blocks of one per SM; while that is under half the SMs, the
+// sequence is cut into floor(#SMs / blocks) segments (each costs one more pass over k and v: segment_states).
+ForwardPlan plan_forward(const tfla_mlstm_problem& p, int32_t dtype) {
+  ForwardPlan plan;
+  const char* force = std::getenv("TFLA_CUDA_FORWARD");
+  if (force && std::strcmp(force, "materialized") == 0) return plan;
+  if (dtype_size(dtype) != 2 || p.dim_qk > kWalkMaxDk || p.chunk_size > kWalkMaxL) return plan;
+  int smem = 0, sms = 0, major = 0;
+  if (cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, p.device_index) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, p.device_index) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, p.device_index) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return plan;
+  }
+  // sm_90 only: the walk is built for it (its sm_80 build is a stub, output_walk.cuh) and needs its shared memory
+  if (major != 9 || static_cast<size_t>(smem) < output_walk_smem_bytes(2)) return plan;
+  plan.walk = true;
+  const int64_t nc = n_chunks(p);
+  const int64_t blocks = p.batch * p.heads * ((p.dim_v + kWalkDv - 1) / kWalkDv);
+  int64_t nseg = blocks * 2 <= sms ? sms / blocks : 1;
+  nseg = nseg < nc ? nseg : nc;
+  nseg = nseg < kWalkMaxSegments ? nseg : kWalkMaxSegments;
+  plan.seg_chunks = static_cast<int>((nc + nseg - 1) / nseg);
+  plan.nseg = static_cast<int>((nc + plan.seg_chunks - 1) / plan.seg_chunks);  // no empty segment
+  return plan;
+}
+
+// The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32;
+// the forward walk stores none, only its segments' start states (with more than one segment).
+void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, const ForwardPlan& plan, void* ws, Args* a,
+            size_t* bytes) {
   Carver cv{static_cast<char*>(ws)};
   const size_t bh = static_cast<size_t>(p.batch * p.heads), S = p.seq_len, NC = n_chunks(p);
   const size_t Dk = p.dim_qk, Dv = p.dim_v;
@@ -57,8 +100,16 @@ void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, void
   w.mhat = cv.take(bh * (NC + 1));
   w.chunk_a = cv.take(bh * NC);
   w.chunk_b = cv.take(bh * NC);
-  w.cstates = cv.take(bh * (NC + 1) * Dk * Dv, backward ? sizeof(float) : state_bytes);
-  w.nstates = cv.take(bh * (NC + 1) * Dk);
+  w.nseg = plan.nseg;
+  w.seg_chunks = plan.seg_chunks;
+  if (plan.walk) {
+    w.wstate = cv.take(bh * S);
+    w.chunk_decay = cv.take(bh * NC);
+    if (plan.nseg > 1) w.seg_states = cv.take(bh * plan.nseg * (Dk * Dv + Dk));
+  } else {
+    w.cstates = cv.take(bh * (NC + 1) * Dk * Dv, backward ? sizeof(float) : state_bytes);
+    w.nstates = cv.take(bh * (NC + 1) * Dk);
+  }
   if (backward) {
     w.inv_den = cv.take(bh * S);
     w.dcstates = cv.take(bh * (NC + 1) * Dk * Dv);
@@ -181,8 +232,21 @@ tfla_status gates(const char* fn, KernelId id, int32_t dtype, const Args& a, cud
 }
 
 template <class T>
-tfla_status run_forward(const Args& a, cudaStream_t s) {
+tfla_status run_forward(const Args& a, bool walk, cudaStream_t s) {
   const char* fn = "tfla_mlstm_fwd";
+  if constexpr (sizeof(T) == 2) {
+    if (walk) {
+      const bool fin = a.c_last.data != nullptr;  // ~fp32 state updates only where the final state is an output
+      if (a.nseg > 1) {
+        if (fin) TFLA_CUDA_TRY(fn, "segment_states", (launch<KernelId::kSegmentStatesFinal, T>(a, s)));
+        else TFLA_CUDA_TRY(fn, "segment_states", (launch<KernelId::kSegmentStates, T>(a, s)));
+        TFLA_CUDA_TRY(fn, "segment_start_states", (launch<KernelId::kSegmentStartStates, T>(a, s)));
+      }
+      if (fin) TFLA_CUDA_TRY(fn, "output_walk", (launch<KernelId::kOutputWalkFinal, T>(a, s)));
+      else TFLA_CUDA_TRY(fn, "output_walk", (launch<KernelId::kOutputWalk, T>(a, s)));
+      return TFLA_SUCCESS;
+    }
+  }
   // The final state as an output needs 2-part products; the states h consumes need 1 (chunk_states.cuh).
   if (a.c_last.data) {
     TFLA_CUDA_TRY(fn, "chunk_states", (launch<KernelId::kStatesFwdFinal, T>(a, s)));
@@ -215,23 +279,27 @@ tfla_status by_dtype(int32_t dtype, Run&& run) {
 
 }  // namespace
 
-// The chunk-size sweep on the H100 (bench/results/2026-11-26-h100, Dk=128, Dv=256, S=8192, bf16; fw / fwbw ms):
-// L=64 3.20 / 15.59, 128 3.19 / 15.87, 256 3.70 / 18.32, 512 4.82 / 23.84, 1024 7.24 / 35.39. 128 is the fastest
-// forward and within 2% of the fastest forward+backward with 36% less memory than 64 (3.7 vs 5.7 GiB). This path
-// is bound by latency and state traffic, not by the intra-chunk FLOPs that grow with L, so we expect the same
-// for the other head dims (64/128 and 256/512 are only measured at L = 128 so far: not yet swept); a per-shape
-// choice waits for a sweep that shows a difference.
-int64_t default_chunk_size(const tfla_mlstm_problem&) { return 128; }
+// Default chunk size, per head-dim shape, from measurements at Dk=128, Dv=256, bf16 (fw / fwbw ms):
+// - Dk <= 128 (the forward walk's domain on sm_90): L = 64. The walk keeps the state on chip, so L only sets how
+//   many earlier tiles each query tile meets (0 at L = 64, 0.5 on average at 128): 65,536 tokens on an H200,
+//   S = 1024: L=64 2.33 / 14.5, L=128 2.55 / 15.2; S = 65,536: 2.97 / 18.7 vs 3.12 / 19.2
+//   (bench/results/2026-11-26-h200-v3). The backward (materialized) is no slower at 64 either, but stores twice
+//   as many per-chunk states: +2 GiB of workspace at 65,536 tokens x 16 heads (5.7 vs 3.7 GiB peak, the sweep
+//   below); pass chunk_size = 128 to trade ~5% of the time for that memory.
+// - Dk > 128 (the materialized forward): L = 128. The H100 sweep (bench/results/2026-11-26-h100, materialized
+//   path, S=8192): L=64 3.20 / 15.59, 128 3.19 / 15.87, 256 3.70 / 18.32, 512 4.82 / 23.84, 1024 7.24 / 35.39:
+//   64 and 128 tie, 128 needs 36% less memory. (Measured at Dk=128; not yet swept at 256/512.)
+int64_t default_chunk_size(const tfla_mlstm_problem& p) { return p.dim_qk <= kWalkMaxDk ? 64 : 128; }
 
 tfla_status fwd_workspace_size(const tfla_mlstm_fwd_params& p, size_t* bytes) {
   TFLA_TRY(check_problem("tfla_mlstm_fwd", p.problem));
-  layout(p.problem, false, dtype_size(p.q.dtype), nullptr, nullptr, bytes);
+  layout(p.problem, false, dtype_size(p.q.dtype), plan_forward(p.problem, p.q.dtype), nullptr, nullptr, bytes);
   return TFLA_SUCCESS;
 }
 
 tfla_status bwd_workspace_size(const tfla_mlstm_bwd_params& p, size_t* bytes) {
   TFLA_TRY(check_problem("tfla_mlstm_bwd", p.problem));
-  layout(p.problem, true, sizeof(float), nullptr, nullptr, bytes);
+  layout(p.problem, true, sizeof(float), ForwardPlan{}, nullptr, nullptr, bytes);
   return TFLA_SUCCESS;
 }
 
@@ -254,10 +322,11 @@ tfla_status fwd(const tfla_mlstm_fwd_params& p, void* workspace, size_t, void* s
   a.c0 = p.c0; a.n0 = p.n0; a.m0 = p.m0;
   a.h = p.h; a.c_last = p.c_last; a.n_last = p.n_last; a.m_last = p.m_last;
   a.m_token = p.m_token; a.den_token = p.den_token;
-  layout(p.problem, false, dtype_size(p.q.dtype), workspace, &a, nullptr);
+  const ForwardPlan plan = plan_forward(p.problem, p.q.dtype);
+  layout(p.problem, false, dtype_size(p.q.dtype), plan, workspace, &a, nullptr);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesFwd, p.igate.dtype, a, s));
-  return by_dtype(p.q.dtype, [&](auto t) { return run_forward<decltype(t)>(a, s); });
+  return by_dtype(p.q.dtype, [&](auto t) { return run_forward<decltype(t)>(a, plan.walk, s); });
 }
 
 tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* stream) {
@@ -283,7 +352,7 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   a.dh = p.dh; a.dc_last = p.dc_last; a.dn_last = p.dn_last;
   a.dq = p.dq; a.dk = p.dk; a.dv = p.dv; a.digate = p.digate; a.dfgate = p.dfgate;
   a.dc0 = p.dc0; a.dn0 = p.dn0;
-  layout(p.problem, true, sizeof(float), workspace, &a, nullptr);
+  layout(p.problem, true, sizeof(float), ForwardPlan{}, workspace, &a, nullptr);
   const bool need_gates = p.digate.data || p.dfgate.data;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesBwd, p.igate.dtype, a, s));

@@ -21,6 +21,12 @@ enum class KernelId : int {
   kDq,
   kDk,
   kDv,
+  // The forward walk (16-bit T only): state on chip, h in one pass.
+  kOutputWalk,          // 1-part state updates (h only)
+  kOutputWalkFinal,     // ~fp32 state updates (the final state is an output)
+  kSegmentStates,       // per segment, its own end state from zero (1 part / ~fp32)
+  kSegmentStatesFinal,
+  kSegmentStartStates,  // the segments' start states from those
 };
 
 // Launch kernel K for element type T on `stream`; returns the launch error (cudaSuccess if queued).

@@ -4,6 +4,7 @@
 #include "cuda/kernels/chunk_states.cuh"
 #include "cuda/kernels/chunk_tiles.cuh"
 #include "cuda/kernels/gates.cuh"
+#include "cuda/kernels/output_walk.cuh"
 #include "cuda/launch.cuh"
 
 namespace tfla::cuda {
@@ -42,6 +43,18 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   } else if constexpr (K == KernelId::kStatesFwdExact || K == KernelId::kStatesBwd) {
     return launch_with_smem(chunk_states_kernel<T, K == KernelId::kStatesBwd, kStateParts<T>, float>,
                             dim3(n_dk * n_dv, bh), dim3(kThreads), chunk_states_smem_bytes<T>(), stream, a);
+  } else if constexpr (K == KernelId::kOutputWalk || K == KernelId::kOutputWalkFinal || K == KernelId::kSegmentStates ||
+                       K == KernelId::kSegmentStatesFinal) {
+    static_assert(sizeof(T) == 2, "the forward walk takes 16-bit inputs");
+    constexpr bool states_only = K == KernelId::kSegmentStates || K == KernelId::kSegmentStatesFinal;
+    constexpr int parts = (K == KernelId::kOutputWalkFinal || K == KernelId::kSegmentStatesFinal) ? kStateParts<T> : 1;
+    const dim3 grid(cdiv(a.Dv, kWalkDv), bh, a.nseg);
+    return launch_with_smem(output_walk_kernel<T, states_only, parts>, grid, dim3(kWalkThreads),
+                            output_walk_smem_bytes(sizeof(T)), stream, a);
+  } else if constexpr (K == KernelId::kSegmentStartStates) {
+    const int64_t elems = static_cast<int64_t>(a.Dk) * a.Dv + a.Dk;
+    segment_start_states_kernel<T><<<dim3(static_cast<unsigned>((elems + 255) / 256), bh), 256, 0, stream>>>(a);
+    return cudaGetLastError();
   } else {
     constexpr int role = K == KernelId::kOutput ? kOutput : K == KernelId::kDq ? kDq : K == KernelId::kDk ? kDk : kDv;
     const unsigned n_out = cdiv((role == kDq || role == kDk) ? a.Dk : a.Dv, chunk_tiles_out_cols(role));

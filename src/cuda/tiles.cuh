@@ -164,6 +164,26 @@ __device__ __forceinline__ void scale_a_cols(FragA<T> (&out)[PARTS], const FragA
     pack2_split<T, PARTS>(&out[0].r[i], sizeof(FragA<T>) / sizeof(uint32_t), x.x * s.x, x.y * s.y);
   }
 }
+// Part `part` only of scale_a_cols' split (the same values): callers that loop over the parts keep one
+// fragment live instead of PARTS (the forward walk's final-state variant sits at the register limit).
+template <class T, int PARTS>
+__device__ __forceinline__ void scale_a_cols_part(FragA<T>& out, const FragA<T>& a, const float* w, int k0, int part) {
+  const int t = threadIdx.x & 3;
+  const float2 wl = *reinterpret_cast<const float2*>(w + k0 + 2 * t);
+  const float2 wh = *reinterpret_cast<const float2*>(w + k0 + 8 + 2 * t);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 x = unpack2<T>(a.r[i]);
+    const float2 s = i < 2 ? wl : wh;
+    float u = x.x * s.x, v = x.y * s.y;
+    for (int p = 0; p < part; ++p) {
+      const float2 r = unpack2<T>(pack2<T>(u, v));
+      u -= r.x;
+      v -= r.y;
+    }
+    out.r[i] = pack2<T>(u, v);
+  }
+}
 template <>
 __device__ __forceinline__ void scale_a_cols<float, 1>(FragA<float> (&out)[1], const FragA<float>& a, const float* w,
                                                       int k0) {
@@ -235,11 +255,12 @@ __device__ __forceinline__ int acc_col(int nt, int e) { return nt * 8 + 2 * (thr
 // `g` points at element (0, 0); rows are `row_stride` elements apart, columns contiguous.
 // Requires cols % 8 == 0, 16-byte aligned rows (checked by the dispatcher).
 // A 64 x COLS tile; shared rows are LD elements long.
-template <class T, int COLS = kTile>
+// NTH: the threads of the block that share the copy.
+template <class T, int COLS = kTile, int NTH = kThreads>
 __device__ __forceinline__ void load_tile_async_ld(T* s, int ld, const T* g, int64_t row_stride, int rows, int cols) {
   constexpr int kVec = 16 / sizeof(T);          // elements per 16-byte vector
   constexpr int kVecsPerRow = COLS / kVec;
-  for (int idx = threadIdx.x; idx < kTile * kVecsPerRow; idx += kThreads) {
+  for (int idx = threadIdx.x; idx < kTile * kVecsPerRow; idx += NTH) {
     const int r = idx / kVecsPerRow, c = (idx % kVecsPerRow) * kVec;
     const bool ok = r < rows && c < cols;
     const T* src = ok ? g + r * row_stride + c : g;

@@ -183,6 +183,16 @@ std::vector<Case> grid() {
       c.init = c.final_state = true;
       add(c);
     }
+  // the forward walk without sequence segments (B*H*ceil(Dv/128) >= #SMs / 2 on an H100: the start state is
+  // c0 itself); the smaller cases above run it with segments (segment_states -> segment_start_states)
+  for (int v = 0; v < 3; v += 1) {
+    Case c;
+    c.B = 4; c.H = 9; c.S = 300; c.Dk = 128; c.Dv = 256; c.chunk = v == 1 ? 64 : 128;
+    c.variant = V[v]; c.normalize = N[v]; c.x = v == 2 ? TFLA_DTYPE_F16 : TFLA_DTYPE_BF16;
+    c.init = c.final_state = v != 1;
+    c.layout = v == 1 ? Layout::kSeqMajor : Layout::kDense;
+    add(c);
+  }
   // a longer fp32 case (the FMA path) and a B=3,H=5 large-chunk case
   {
     Case c;
@@ -198,10 +208,13 @@ TEST_P(CudaGrid, MatchesFp64ReferenceUnderAccuracyRule) { check_case(GetParam())
 INSTANTIATE_TEST_SUITE_P(Grid, CudaGrid, ::testing::ValuesIn(grid()),
                          [](const ::testing::TestParamInfo<Case>& i) { return i.param.name(); });
 
-// Two runs on the same inputs give bit-identical outputs (no atomics, fixed reduction orders).
-TEST(CudaBackend, BitIdenticalOnRepeat) {
+// Two runs on the same inputs give bit-identical outputs (no atomics, fixed reduction orders); chunk 128 runs
+// the forward walk, 256 the materialized forward.
+class CudaRepeat : public ::testing::TestWithParam<int64_t> {};
+INSTANTIATE_TEST_SUITE_P(Chunk, CudaRepeat, ::testing::Values(128, 256));
+TEST_P(CudaRepeat, BitIdenticalOnRepeat) {
   Case c;
-  c.B = 2; c.H = 3; c.S = 777; c.Dk = 128; c.Dv = 256; c.chunk = 256; c.x = TFLA_DTYPE_BF16;
+  c.B = 2; c.H = 3; c.S = 777; c.Dk = 128; c.Dv = 256; c.chunk = GetParam(); c.x = TFLA_DTYPE_BF16;
   c.init = c.final_state = true;
   c.seed = 77;
   const ref::Inputs x = random_inputs(c);

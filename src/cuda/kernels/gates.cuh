@@ -124,7 +124,10 @@ __global__ void __launch_bounds__(32) chunk_stabilizers_kernel(Args a, int backw
     for (int j = 0; j < 32 && c0 + j < a.NC; ++j) {
       const float gj = __shfl_sync(0xffffffffu, g, j), pj = __shfl_sync(0xffffffffu, p, j);
       if (lane == j) mhat[c] = m;
-      m = is_exp ? gj + fmaxf(m, pj) : 0.f;
+      const float m_next = is_exp ? gj + fmaxf(m, pj) : 0.f;
+      // the chunk's state decay, as chunk_states computes it from bcum and mhat (same fp32 operations)
+      if (lane == j && a.chunk_decay) a.chunk_decay[static_cast<int64_t>(bh) * a.NC + c] = expf(gj + m - m_next);
+      m = m_next;
     }
   }
   if (lane == 0) {
@@ -133,7 +136,8 @@ __global__ void __launch_bounds__(32) chunk_stabilizers_kernel(Args a, int backw
   }
 }
 
-// 3) Forward, per token: m_t = b_t + max(m^_c, pm_t) (sig: 0), also into the caller's m_token.
+// 3) Forward, per token: m_t = b_t + max(m^_c, pm_t) (sig: 0), also into the caller's m_token; for the walk
+//    also the token's state weight.
 //    Grid: (ceil(S / 128), B*H), 128 threads.
 template <class G>  // G unused: a template so that only the gate TUs compile it
 __global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
@@ -143,6 +147,11 @@ __global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
   const float mh = a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + t / a.L];
   const float m = a.variant == TFLA_VARIANT_EXP ? a.bcum[i] + fmaxf(mh, a.mtok[i]) : 0.f;
   a.mtok[i] = m;
+  if (a.wstate) {  // the forward walk's per-token state weights, so that its tiles only copy gate values
+    const int c = t / a.L;
+    const float g = a.bcum[static_cast<int64_t>(bh) * a.S + min(a.S, (c + 1) * a.L) - 1];
+    a.wstate[i] = state_weight(a.variant, g, a.bcum[i], a.iota[i], a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + c + 1]);
+  }
   if (a.m_token.data) static_cast<float*>(a.m_token.data)[off3(a.m_token, b, h, t)] = m;
 }
 
