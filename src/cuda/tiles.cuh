@@ -152,30 +152,29 @@ __device__ __forceinline__ void pack2_split(uint32_t* dst, int stride, float x, 
 // a shared tile: no extra shared-memory traffic and no barrier (chunk_states v2).
 // A fragment registers (load_a, mma.sync m16n8k16): r0 (row g, k 2t..2t+1), r1 (g+8, same k),
 // r2 (g, k 8+2t..), r3 (g+8, k 8+2t..), with g = lane/4, t = lane%4.
+// The two elements of A register i times their column weights (in fp32).
+template <class T>
+__device__ __forceinline__ float2 scaled_a_pair(const FragA<T>& a, const float* w, int k0, int i) {
+  const float2 s = *reinterpret_cast<const float2*>(w + k0 + (i < 2 ? 0 : 8) + 2 * (threadIdx.x & 3));
+  const float2 x = unpack2<T>(a.r[i]);
+  return make_float2(x.x * s.x, x.y * s.y);
+}
 template <class T, int PARTS>
 __device__ __forceinline__ void scale_a_cols(FragA<T> (&out)[PARTS], const FragA<T>& a, const float* w, int k0) {
-  const int t = threadIdx.x & 3;
-  const float2 wl = *reinterpret_cast<const float2*>(w + k0 + 2 * t);
-  const float2 wh = *reinterpret_cast<const float2*>(w + k0 + 8 + 2 * t);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float2 x = unpack2<T>(a.r[i]);
-    const float2 s = i < 2 ? wl : wh;
-    pack2_split<T, PARTS>(&out[0].r[i], sizeof(FragA<T>) / sizeof(uint32_t), x.x * s.x, x.y * s.y);
+    const float2 y = scaled_a_pair<T>(a, w, k0, i);
+    pack2_split<T, PARTS>(&out[0].r[i], sizeof(FragA<T>) / sizeof(uint32_t), y.x, y.y);
   }
 }
 // Part `part` only of scale_a_cols' split (the same values): callers that loop over the parts keep one
 // fragment live instead of PARTS (the forward walk's final-state variant sits at the register limit).
 template <class T, int PARTS>
 __device__ __forceinline__ void scale_a_cols_part(FragA<T>& out, const FragA<T>& a, const float* w, int k0, int part) {
-  const int t = threadIdx.x & 3;
-  const float2 wl = *reinterpret_cast<const float2*>(w + k0 + 2 * t);
-  const float2 wh = *reinterpret_cast<const float2*>(w + k0 + 8 + 2 * t);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float2 x = unpack2<T>(a.r[i]);
-    const float2 s = i < 2 ? wl : wh;
-    float u = x.x * s.x, v = x.y * s.y;
+    const float2 y = scaled_a_pair<T>(a, w, k0, i);
+    float u = y.x, v = y.y;
     for (int p = 0; p < part; ++p) {
       const float2 r = unpack2<T>(pack2<T>(u, v));
       u -= r.x;
