@@ -38,6 +38,8 @@ def main() -> int:
             name = f"tfla {r['variant']}" + (" norm0" if r["variant"] == "sig" and not r["normalize"] else "")
             if r.get("forward_path", "auto") != "auto":
                 name += f" ({r['forward_path']} fw)"
+            if r.get("backward_path", "auto") != "auto":
+                name += f" ({r['backward_path']} bw)"
             print(f"| {r['S']} | {r['variant']} | {name} | {r['chunk']} | {fw:.3f} | {fwbw:.3f} | {sp} | {spb} | "
                   f"{r['fwd_tflops']:.0f} | {fw / floor_ms(r):.1f}x |")
         elif r.get("kernel", "").startswith("triton"):

@@ -4,9 +4,10 @@
 # the Triton reference (if its wheels are in .peers/); print a short summary table last.
 # Results land in $OUT (the device tool's output folder) or ./gpu-out.
 #   usage: bash scripts/gpu_check.sh [all | test | bench | profile ...]   (default all = test bench profile)
-#   TFLA_BENCH_CHUNKS  chunk sizes tfla is timed at (default "128 256")
-#   TFLA_BENCH_FORWARD_PATHS  "auto materialized" (default): tfla as dispatched, and with its forward forced to
-#                      the materialized path (TFLA_CUDA_FORWARD, src/cuda/dispatch.cu), side by side
+#   TFLA_BENCH_CHUNKS  chunk sizes tfla is timed at (default "64 128")
+#   TFLA_BENCH_PATHS   "auto separate" (default): tfla as dispatched, and forced onto another path side by side:
+#                      materialized = the materialized forward (TFLA_CUDA_FORWARD=materialized), separate = the
+#                      per-role backward kernels (TFLA_CUDA_BACKWARD=separate); src/cuda/dispatch.cu
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=" ${*:-all} "
@@ -79,12 +80,13 @@ if want bench; then
   : >"$OUT/bench.jsonl"
   for S in 1024 16384 65536; do
     B=$((65536 / S))
-    for L in ${TFLA_BENCH_CHUNKS:-128 256}; do
+    for L in ${TFLA_BENCH_CHUNKS:-64 128}; do
       for v in "sig --normalize 0 --gate-dtype bf16" "exp --gate-dtype f32"; do
-        for path in ${TFLA_BENCH_FORWARD_PATHS:-auto materialized}; do
+        for path in ${TFLA_BENCH_PATHS:-auto separate}; do
           check="--no-check"; [ "$S" -le 1024 ] && [ "$path" = auto ] && check="--check"
           fp=""; [ "$path" = materialized ] && fp=materialized
-          TFLA_CUDA_FORWARD=$fp "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
+          bp=""; [ "$path" = separate ] && bp=separate
+          TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
             --dv 256 --chunk $L --dtype bf16 --reps 30 --warmup 5 $check --json --no-header 2>>"$OUT/bench.err" |
             tee -a "$OUT/bench.jsonl"
         done
@@ -108,7 +110,7 @@ if want profile; then
   for S in 1024 65536; do
     B=$((65536 / S))
     ncu --clock-control none --metrics gpu__time_duration.sum --csv \
-      "$BUILD/tools/tfla-bench" --device cuda --variant exp -B $B -H 16 -S $S --dk 128 --dv 256 --chunk 128 \
+      "$BUILD/tools/tfla-bench" --device cuda --variant exp -B $B -H 16 -S $S --dk 128 --dv 256 --chunk 64 \
       --dtype bf16 --gate-dtype f32 --reps 1 --warmup 0 --no-check --json --no-header >"$OUT/ncu_$S.csv" 2>"$OUT/ncu_$S.err"
     python3 - "$OUT/ncu_$S.csv" "$S" <<'PY' | tee -a "$OUT/profile.csv"
 import csv, sys

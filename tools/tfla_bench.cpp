@@ -1235,9 +1235,12 @@ int main(int argc, char** argv) {
       }
       std::printf(",%s\n", !check_ran ? "skipped" : (check_failed ? "failed" : "ok"));
     } else {
-      // TFLA_CUDA_FORWARD=materialized (src/cuda/dispatch.cu) forces the CUDA forward's materialized path.
+      // TFLA_CUDA_FORWARD=materialized / TFLA_CUDA_BACKWARD=separate (src/cuda/dispatch.cu) force the CUDA
+      // forward's materialized path / the backward's per-role kernels.
       const char* env_path = std::getenv("TFLA_CUDA_FORWARD");
       const char* forward_path = env_path && std::strcmp(env_path, "materialized") == 0 ? "materialized" : "auto";
+      const char* env_bpath = std::getenv("TFLA_CUDA_BACKWARD");
+      const char* backward_path = env_bpath && std::strcmp(env_bpath, "separate") == 0 ? "separate" : "auto";
       std::string dn;
       for (char ch : device_desc) {
         if (ch == '"' || ch == '\\') dn += '\\';
@@ -1246,12 +1249,13 @@ int main(int argc, char** argv) {
       std::printf("{\"tool\":\"tfla-bench\",\"tfla_version\":\"%s\",\"device\":\"%s\",\"device_name\":\"%s\","
                   "\"variant\":\"%s\",\"normalize\":%d,\"B\":%lld,\"H\":%lld,\"S\":%lld,\"Dk\":%lld,\"Dv\":%lld,"
                   "\"chunk\":%lld,\"dtype\":\"%s\",\"gate_dtype\":\"%s\",\"layout\":\"%s\",\"forward_path\":\"%s\","
+                  "\"backward_path\":\"%s\","
                   "\"state\":%s,\"reps\":%lld,"
                   "\"warmup\":%lld,\"fwd_ms\":%.6f,\"bwd_ms\":%.6f,\"fwdbwd_ms\":%.6f,\"fwd_ms_all\":[",
                   tfla_version_string(), dev_name, dn.c_str(), variant_name, static_cast<int>(opt.normalize),
                   static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(S),
                   static_cast<long long>(Dk), static_cast<long long>(Dv), static_cast<long long>(chunk),
-                  dtype_name(dtype), dtype_name(gdtype), layout_name, forward_path, opt.state ? "true" : "false",
+                  dtype_name(dtype), dtype_name(gdtype), layout_name, forward_path, backward_path, opt.state ? "true" : "false",
                   static_cast<long long>(reps), static_cast<long long>(warmup), t_fwd, t_bwd, t_all);
       for (size_t i = 0; i < fwd_ms.size(); ++i) std::printf("%s%.6f", i ? "," : "", fwd_ms[i]);
       std::printf("],\"bwd_ms_all\":[");

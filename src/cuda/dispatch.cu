@@ -8,8 +8,9 @@
 // Forward : prepare_gates -> output_walk (h, the state on chip; with segments: segment_states ->
 //           segment_start_states first), or where the walk's limits do not hold (fp32 inputs, Dk > 128,
 //           L > 128, GPUs other than sm_90): chunk_states (C^_c for every chunk) -> intra_chunk_output (h).
-// Backward: prepare_gates -> chunk_states (recompute) -> chunk_states reverse (dC^_c) ->
-//           intra_chunk_dq, intra_chunk_dk, intra_chunk_dv -> gate_grads.
+// Backward: prepare_gates -> chunk_states (the recompute of C^_c and the reverse walk for dC^_c, one launch) ->
+//           chunk_gradients (dq, dk, dv of a chunk in one block: 16-bit inputs, L = 64, Dk <= 128, Dv <= 256,
+//           sm_90), or elsewhere intra_chunk_dq, intra_chunk_dk, intra_chunk_dv -> gate_grads.
 // SPDX-License-Identifier: Apache-2.0
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -22,6 +23,7 @@
 #include "core/backend.hpp"
 #include "core/dtype.hpp"
 #include "core/status.hpp"
+#include "cuda/kernels/chunk_gradients_config.hpp"
 #include "cuda/kernels/output_walk_config.hpp"
 #include "cuda/launch.cuh"
 
@@ -82,6 +84,24 @@ ForwardPlan plan_forward(const tfla_mlstm_problem& p, int32_t dtype) {
   plan.seg_chunks = static_cast<int>((nc + nseg - 1) / nseg);
   plan.nseg = static_cast<int>((nc + plan.seg_chunks - 1) / plan.seg_chunks);  // no empty segment
   return plan;
+}
+
+// How the backward's intra-chunk gradients run: the fused chunk kernel (chunk_gradients.cuh: every gradient of a
+// 64-token chunk in one block, the scores formed once) where its limits hold and the device has its shared memory,
+// else the per-role kernels (chunk_tiles.cuh: kDq, kDk, kDv). TFLA_CUDA_BACKWARD=separate forces the per-role
+// kernels (side-by-side measurements, tests of both paths on one GPU).
+bool plan_backward_fused(const tfla_mlstm_problem& p, int32_t dtype) {
+  const char* force = std::getenv("TFLA_CUDA_BACKWARD");
+  if (force && std::strcmp(force, "separate") == 0) return false;
+  if (dtype_size(dtype) != 2 || p.chunk_size != kGradTile || p.dim_qk > kGradMaxDk || p.dim_v > kGradMaxDv) return false;
+  int smem = 0, major = 0;
+  if (cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, p.device_index) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, p.device_index) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  // sm_90 only: built for it (the sm_80 build is a stub, chunk_gradients.cuh) and needs its shared memory
+  return major == 9 && static_cast<size_t>(smem) >= chunk_gradients_smem_bytes(2);
 }
 
 // The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32;
@@ -258,10 +278,15 @@ tfla_status run_forward(const Args& a, bool walk, cudaStream_t s) {
 }
 
 template <class T>
-tfla_status run_backward(const Args& a, bool need_dq, bool need_dk, bool need_dv, cudaStream_t s) {
+tfla_status run_backward(const Args& a, bool fused, bool need_dq, bool need_dk, bool need_dv, cudaStream_t s) {
   const char* fn = "tfla_mlstm_bwd";
-  TFLA_CUDA_TRY(fn, "chunk_states", (launch<KernelId::kStatesFwdExact, T>(a, s)));
-  TFLA_CUDA_TRY(fn, "chunk_states (reverse)", (launch<KernelId::kStatesBwd, T>(a, s)));
+  TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse)", (launch<KernelId::kStatesBackward, T>(a, s)));
+  if constexpr (sizeof(T) == 2) {
+    if (fused) {
+      if (need_dq || need_dk || need_dv) TFLA_CUDA_TRY(fn, "chunk_gradients", (launch<KernelId::kChunkGradients, T>(a, s)));
+      return TFLA_SUCCESS;
+    }
+  }
   if (need_dq) TFLA_CUDA_TRY(fn, "intra_chunk_dq", (launch<KernelId::kDq, T>(a, s)));
   if (need_dk) TFLA_CUDA_TRY(fn, "intra_chunk_dk", (launch<KernelId::kDk, T>(a, s)));
   if (need_dv) TFLA_CUDA_TRY(fn, "intra_chunk_dv", (launch<KernelId::kDv, T>(a, s)));
@@ -357,7 +382,8 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesBwd, p.igate.dtype, a, s));
   TFLA_TRY(by_dtype(p.q.dtype, [&](auto t) {
-    return run_backward<decltype(t)>(a, p.dq.data || p.dfgate.data, p.dk.data || need_gates, p.dv.data != nullptr, s);
+    return run_backward<decltype(t)>(a, plan_backward_fused(p.problem, p.q.dtype), p.dq.data || p.dfgate.data,
+                                     p.dk.data || need_gates, p.dv.data != nullptr, s);
   }));
   if (need_gates) TFLA_TRY(gates(fn, KernelId::kGateGrads, p.igate.dtype, a, s));
   return TFLA_SUCCESS;

@@ -15,8 +15,8 @@ enum class KernelId : int {
   kGateGrads,        // T = gate dtype
   kStatesFwd,        // T = q/k/v dtype, from here on; the forward's states (1-part products, stored as T)
   kStatesFwdFinal,   // the same when the final state is an output (~fp32 products: c_last within the rule)
-  kStatesFwdExact,   // the backward's recompute of the states (~fp32 products, stored fp32, for the gate gradients)
-  kStatesBwd,
+  kStatesBackward,   // the backward's two recurrences in one launch: the states recomputed (~fp32 products, stored
+                     // fp32, for the gate gradients) and the adjoints dC^_c
   kOutput,
   kDq,
   kDk,
@@ -27,6 +27,8 @@ enum class KernelId : int {
   kSegmentStates,       // per segment, its own end state from zero (1 part / ~fp32)
   kSegmentStatesFinal,
   kSegmentStartStates,  // the segments' start states from those
+  // The fused chunk backward (16-bit T only, L = 64): dq, dk, dv and the gate dots of a chunk in one block.
+  kChunkGradients,
 };
 
 // Launch kernel K for element type T on `stream`; returns the launch error (cudaSuccess if queued).

@@ -1,6 +1,7 @@
 // Definition of launch<K, T>; included only by the generated instantiation files.
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
+#include "cuda/kernels/chunk_gradients.cuh"
 #include "cuda/kernels/chunk_states.cuh"
 #include "cuda/kernels/chunk_tiles.cuh"
 #include "cuda/kernels/gates.cuh"
@@ -40,9 +41,9 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
     constexpr int parts = K == KernelId::kStatesFwd ? 1 : kStateParts<T>;
     return launch_with_smem(chunk_states_kernel<T, false, parts, T>, dim3(n_dk * n_dv, bh), dim3(kThreads),
                             chunk_states_smem_bytes<T>(), stream, a);
-  } else if constexpr (K == KernelId::kStatesFwdExact || K == KernelId::kStatesBwd) {
-    return launch_with_smem(chunk_states_kernel<T, K == KernelId::kStatesBwd, kStateParts<T>, float>,
-                            dim3(n_dk * n_dv, bh), dim3(kThreads), chunk_states_smem_bytes<T>(), stream, a);
+  } else if constexpr (K == KernelId::kStatesBackward) {
+    return launch_with_smem(chunk_states_backward_kernel<T>, dim3(n_dk * n_dv, bh, 2), dim3(kThreads),
+                            chunk_states_smem_bytes<T>(), stream, a);
   } else if constexpr (K == KernelId::kOutputWalk || K == KernelId::kOutputWalkFinal || K == KernelId::kSegmentStates ||
                        K == KernelId::kSegmentStatesFinal) {
     static_assert(sizeof(T) == 2, "the forward walk takes 16-bit inputs");
@@ -51,6 +52,10 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
     const dim3 grid(cdiv(a.Dv, kWalkDv), bh, a.nseg);
     return launch_with_smem(output_walk_kernel<T, states_only, parts>, grid, dim3(kWalkThreads),
                             output_walk_smem_bytes(sizeof(T)), stream, a);
+  } else if constexpr (K == KernelId::kChunkGradients) {
+    static_assert(sizeof(T) == 2, "the fused chunk backward takes 16-bit inputs");
+    return launch_with_smem(chunk_gradients_kernel<T>, chunks_grid, dim3(kGradThreads),
+                            chunk_gradients_smem_bytes(sizeof(T)), stream, a);
   } else if constexpr (K == KernelId::kSegmentStartStates) {
     const int64_t elems = static_cast<int64_t>(a.Dk) * a.Dv + a.Dk;
     segment_start_states_kernel<T><<<dim3(static_cast<unsigned>((elems + 255) / 256), bh), 256, 0, stream>>>(a);

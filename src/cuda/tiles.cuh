@@ -79,6 +79,23 @@ __device__ __forceinline__ void load_b(FragB<T>& f, const T* s, int ld, int n0, 
     hw::ldmatrix_x2_trans(f.r, s + (k0 + (lane & 7) + (lane >> 3) * 8) * ld + n0);
   }
 }
+// B blocks of two adjacent n-tiles, (k0, n0) and (k0, n0 + 8), by one ldmatrix.x4 (16-bit T): half the
+// ldmatrix instructions of two load_b calls. Lane l supplies the row of matrix l / 8: matrices 0, 1 are b0's
+// k halves, 2, 3 are b1's.
+template <class T, bool K_MAJOR>
+__device__ __forceinline__ void load_b2(FragB<T>& b0, FragB<T>& b1, const T* s, int ld, int n0, int k0) {
+  const int lane = threadIdx.x & 31, mat = lane >> 3, r = lane & 7;
+  uint32_t x[4];
+  if constexpr (K_MAJOR) {
+    hw::ldmatrix_x4(x, s + (n0 + (mat >> 1) * 8 + r) * ld + k0 + (mat & 1) * 8);
+  } else {
+    hw::ldmatrix_x4_trans(x, s + (k0 + (mat & 1) * 8 + r) * ld + n0 + (mat >> 1) * 8);
+  }
+  b0.r[0] = x[0];
+  b0.r[1] = x[1];
+  b1.r[0] = x[2];
+  b1.r[1] = x[3];
+}
 template <>
 __device__ __forceinline__ void load_b<float, true>(FragB<float>& f, const float* s, int ld, int n0, int k0) {
   const int c = n0 + 2 * (threadIdx.x & 3);
@@ -119,8 +136,10 @@ __device__ __forceinline__ void mma<float>(float (&d)[4], const FragA<float>& a,
 // Register-side conversions of 16-bit fragments: two elements of a 32-bit register <-> two floats (the
 // element with the lower k or n index sits in the low half, as ldmatrix and mma.sync expect).
 template <class T> __device__ __forceinline__ float2 unpack2(uint32_t r);
+// bf16 -> fp32 is a 16-bit shift: one shift and one mask (the intrinsic compiled to a PRMT and a shift per
+// element; chunk_gradients' state split spent 21% of its instructions in pack2_split, ncu, bench/NOTES.md v4).
 template <> __device__ __forceinline__ float2 unpack2<__nv_bfloat16>(uint32_t r) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&r));
+  return make_float2(__uint_as_float(r << 16), __uint_as_float(r & 0xffff0000u));
 }
 template <> __device__ __forceinline__ float2 unpack2<__half>(uint32_t r) {
   return __half22float2(*reinterpret_cast<const __half2*>(&r));

@@ -193,6 +193,20 @@ std::vector<Case> grid() {
     c.layout = v == 1 ? Layout::kSeqMajor : Layout::kDense;
     add(c);
   }
+  // the fused chunk backward (chunk_gradients.cuh: 16-bit, L = 64, Dk <= 128, Dv <= 256) at the main head dims
+  // with states, at S < L, S = L, and at head dims that leave partial 64-column state slices and Dk halves
+  {
+    const int64_t shapes[4][4] = {{300, 128, 256, 0}, {17, 64, 128, 1}, {64, 128, 256, 2}, {150, 72, 200, 1}};
+    for (const auto& sh : shapes) {
+      Case c;
+      c.B = 2; c.H = 3; c.S = sh[0]; c.Dk = sh[1]; c.Dv = sh[2]; c.chunk = 64;
+      const int v = static_cast<int>(sh[3]);
+      c.variant = V[v]; c.normalize = N[v]; c.x = v == 1 ? TFLA_DTYPE_F16 : TFLA_DTYPE_BF16;
+      c.init = c.final_state = sh[0] != 64;
+      c.layout = v == 1 ? Layout::kSeqMajor : Layout::kDense;
+      add(c);
+    }
+  }
   // a longer fp32 case (the FMA path) and a B=3,H=5 large-chunk case
   {
     Case c;
@@ -208,10 +222,11 @@ TEST_P(CudaGrid, MatchesFp64ReferenceUnderAccuracyRule) { check_case(GetParam())
 INSTANTIATE_TEST_SUITE_P(Grid, CudaGrid, ::testing::ValuesIn(grid()),
                          [](const ::testing::TestParamInfo<Case>& i) { return i.param.name(); });
 
-// Two runs on the same inputs give bit-identical outputs (no atomics, fixed reduction orders); chunk 128 runs
-// the forward walk, 256 the materialized forward.
+// Two runs on the same inputs give bit-identical outputs (no atomics, fixed reduction orders); chunk 64 runs
+// the forward walk and the fused chunk backward, 128 the walk and the per-role backward kernels, 256 the
+// materialized forward.
 class CudaRepeat : public ::testing::TestWithParam<int64_t> {};
-INSTANTIATE_TEST_SUITE_P(Chunk, CudaRepeat, ::testing::Values(128, 256));
+INSTANTIATE_TEST_SUITE_P(Chunk, CudaRepeat, ::testing::Values(64, 128, 256));
 TEST_P(CudaRepeat, BitIdenticalOnRepeat) {
   Case c;
   c.B = 2; c.H = 3; c.S = 777; c.Dk = 128; c.Dv = 256; c.chunk = GetParam(); c.x = TFLA_DTYPE_BF16;

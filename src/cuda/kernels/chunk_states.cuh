@@ -36,7 +36,7 @@ constexpr size_t chunk_states_smem_bytes() {
 // tensor-core product anyway: half the bytes of fp32, and the output kernel loads them without conversion),
 // float for the backward (dq and the gate gradients need ~fp32 states).
 template <class T, bool REVERSE, int PARTS, class STATE_T>
-__global__ void __launch_bounds__(kThreads, 2) chunk_states_kernel(Args a) {
+__device__ __forceinline__ void chunk_states_body(const Args& a) {
   // ---- configuration -------------------------------------------------------------------------------
   constexpr int kParts = sizeof(T) == 2 ? PARTS : 1;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -159,12 +159,25 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_states_kernel(Args a) {
       load_a<T, false>(araw, sA, kLd, warp * 16, k0);
       FragA<T> ap[kParts];
       scale_a_cols<T, kParts>(ap, araw, sW, k0);
+      if constexpr (sizeof(T) == 2) {
+        // all 8 B fragments first, then part by part over the 8 accumulators: mma and ldmatrix are volatile asm
+        // (issued in source order), and the v2 order (per n-tile, the parts' mma into one accumulator) issued
+        // dependent mma back to back (the same fix took chunk_gradients from 6.9 to 4.8 ms with its 16 warps,
+        // bench/NOTES.md v4)
+        FragB<T> bf[8];
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        FragB<T> bf;
-        load_b<T, false>(bf, sB, kLd, nt * 8, k0);
+        for (int nt = 0; nt < 8; nt += 2) load_b2<T, false>(bf[nt], bf[nt + 1], sB, kLd, nt * 8, k0);
 #pragma unroll
-        for (int p = 0; p < kParts; ++p) mma<T>(acc[nt], ap[p], bf);
+        for (int p = 0; p < kParts; ++p)
+#pragma unroll
+          for (int nt = 0; nt < 8; ++nt) mma<T>(acc[nt], ap[p], bf[nt]);
+      } else {
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+          FragB<T> bf;
+          load_b<T, false>(bf, sB, kLd, nt * 8, k0);
+          mma<T>(acc[nt], ap[0], bf);
+        }
       }
     }
     __syncthreads();  // stage st is reloaded by issue(j + 2)
@@ -207,6 +220,20 @@ __global__ void __launch_bounds__(kThreads, 2) chunk_states_kernel(Args a) {
     __syncthreads();
     if (tid == 0) a.statedot[static_cast<int64_t>(bh) * gridDim.x + blockIdx.x] = red[0] + red[1] + red[2] + red[3];
   }
+}
+
+template <class T, bool REVERSE, int PARTS, class STATE_T>
+__global__ void __launch_bounds__(kThreads, 2) chunk_states_kernel(Args a) {
+  chunk_states_body<T, REVERSE, PARTS, STATE_T>(a);
+}
+
+// The backward's two recurrences in one launch (blockIdx.z = 0: the states C^_c recomputed, ~fp32; 1: the adjoints
+// dC^_c). They are independent, and with few heads each alone fills half the GPU: 128 blocks of 2 per SM on 132 SMs
+// at S = 65,536 (3.2 + 2.9 ms one after the other, H200, bench/results/2026-11-26-h200-v4).
+template <class T>
+__global__ void __launch_bounds__(kThreads, 2) chunk_states_backward_kernel(Args a) {
+  if (blockIdx.z == 0) chunk_states_body<T, false, kStateParts<T>, float>(a);
+  else chunk_states_body<T, true, kStateParts<T>, float>(a);
 }
 
 }  // namespace tfla::cuda

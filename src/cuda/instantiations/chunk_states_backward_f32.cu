@@ -3,5 +3,5 @@
 #include "cuda/launch_impl.cuh"
 
 namespace tfla::cuda {
-template cudaError_t launch<KernelId::kStatesFwdExact, float>(const Args&, cudaStream_t);
+template cudaError_t launch<KernelId::kStatesBackward, float>(const Args&, cudaStream_t);
 }  // namespace tfla::cuda

@@ -1,0 +1,342 @@
+// chunk_gradients: every gradient of one 64-token chunk in one block (L = 64; docs/algorithm.md, "The fused
+// chunk backward").
+//
+// The per-role kernels (chunk_tiles.cuh: kDq, kDk, kDv) each recompute a score matrix of the chunk, and dq / dk
+// run once per 64-wide Dk tile: at the main shape the intra-chunk scores are formed 5 times and the fp32 states
+// split into parts 4 times (dq + dk + dv = 3.9 + 4.0 + 2.5 ms of the 12.6 ms backward, ncu, S = 1024, H200,
+// bench/results/2026-11-26-h200-v3). With L = 64 a chunk is one tile, so one block can hold all of it:
+//
+//   scores (once)  S_qk = Q K^T, S_dv = dH V^T, W = e^{b_tau - b_sigma + iota_sigma - m_tau} / (den_tau + eps) (causal)
+//                  dS = S_dv * W   P = S_qk * W * scale   A = dS * S_qk * scale (fp32: the gate-gradient dots)
+//   dq = scale (diag(e^{b + m^_c - m} / (den + eps)) dH C^_c^T  +  dS K)
+//   dk = scale (diag(e^{a - m^_{c+1}} / scale) (V dC^_{c+1}^T + dn^_{c+1})  +  dS^T Q)
+//   dv =        diag(e^{a - m^_{c+1}}) K dC^_{c+1}  +  P^T dH
+//   q.dq, k.dk per token: the inter-chunk part from the fp32 accumulators, the intra part as the row / column
+//   sums of A -- the same quantities, in the same roles, as chunk_tiles' kDq / kDk (one computation of dS serves
+//   both, so its rounding cancels exactly in d phi = revcumsum(q.dq - k.dk)).
+//
+// Pipeline: q, k, v, dh of the chunk land in shared memory once (cp.async). The fp32 states stream through in
+// 64-column Dv slices: C^_c (dq), then dC^_{c+1} (dk and the matching 64 columns of dv). Per slice:
+//   wait for the slice in the fp32 staging buffer | barrier | split it into 3 parts of T (~fp32 products) |
+//   barrier | issue the next slice's cp.async into the staging buffer | the slice's tensor-core products
+// so each slice's load overlaps the previous slice's products.
+//
+// Warps: w = 0..15, row group rg = w % 4 (tokens 16 rg ..), column group cg = w / 4 (score columns 16 cg ..,
+// Dk columns 32 cg .. of dq / dk, 16 columns of each 64-wide dv slice).
+// Limits (dispatch.cu runs the per-role kernels otherwise): 16-bit inputs, L = 64, Dk <= 128, Dv <= 256, and the
+// 219 KB of shared memory of chunk_gradients_config.hpp (sm_90).
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <cfloat>
+
+#include "cuda/args.cuh"
+#include "cuda/kernels/chunk_gradients_config.hpp"
+#include "cuda/tiles.cuh"
+
+namespace tfla::cuda {
+
+// acc(16 x 8 NT) += sum over parts of A(rows m0.., K) * B(K, 8 NT columns): A has NPA parts (sA + p * a_part),
+// B has NPB parts (sB + p * b_part); one of the two is 1. Per 16-deep k-step: A's parts, then per B part all NT
+// B fragments (ldmatrix.x4, two n-tiles each), then NT mma into NT different accumulators. The first version
+// (per n-tile: every part's mma into the same accumulator) issued dependent mma back to back; ldmatrix and mma are
+// volatile asm (hw/mma.cuh), so the source order is the issue order. GUARD: skip n-tiles at or past n_live
+// columns (head dims below the tile width), else no per-tile branch.
+template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT, int NPA, int NPB, bool GUARD>
+__device__ __forceinline__ void gemm_parts_body(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0,
+                                                const T* sB, int b_part, int ldb, int K, int n_live) {
+  static_assert(NT % 2 == 0, "n-tiles in pairs");
+#pragma unroll 1
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    FragA<T> fa[NPA];
+#pragma unroll
+    for (int q = 0; q < NPA; ++q) load_a<T, A_K_MAJOR>(fa[q], sA + q * a_part, lda, m0, k0);
+#pragma unroll
+    for (int p = 0; p < NPB; ++p) {
+      FragB<T> fb[NT];
+#pragma unroll
+      for (int nt = 0; nt < NT; nt += 2)
+        if (!GUARD || nt * 8 < n_live) load_b2<T, B_K_MAJOR>(fb[nt], fb[nt + 1], sB + p * b_part, ldb, nt * 8, k0);
+#pragma unroll
+      for (int q = 0; q < NPA; ++q)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+          if (!GUARD || nt * 8 < n_live) mma<T>(acc[nt], fa[q], fb[nt]);
+    }
+  }
+}
+template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT, int NPA, int NPB>
+__device__ __forceinline__ void gemm_parts(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0, const T* sB,
+                                           int b_part, int ldb, int K, int n_live) {
+  static_assert(NPA == 1 || NPB == 1, "parts on one operand");
+  if (n_live >= NT * 8)
+    gemm_parts_body<T, A_K_MAJOR, B_K_MAJOR, NT, NPA, NPB, false>(acc, sA, a_part, lda, m0, sB, b_part, ldb, K, n_live);
+  else if (n_live > 0)
+    gemm_parts_body<T, A_K_MAJOR, B_K_MAJOR, NT, NPA, NPB, true>(acc, sA, a_part, lda, m0, sB, b_part, ldb, K, n_live);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  // 219 KB of shared memory per block: more than sm_80 / sm_86 / sm_89 can give, so dispatch.cu never picks
+  // this kernel there (the per-role kernels run); its build there would only cost compile time.
+  __trap();
+#else
+  // ---- configuration -------------------------------------------------------------------------------
+  static_assert(kGradTile == kTile && kGradLdS == kLd, "the chunk is one of tiles.cuh's 64-token tiles");
+  constexpr int kLdK = kGradLdK, kLdV = kGradLdV, kLdS = kGradLdS, CG = kGradColGroups;
+  constexpr int kPartElems = kGradMaxDk * kLdS;  // one part of a state slice: [dk][dv - v0]
+  // Columns per warp: of the 64 score columns, of the 128 Dk columns (dq, dk), of a 64-wide dv slice.
+  constexpr int kScoreCols = kTile / CG, kDkCols = kGradMaxDk / CG, kDvCols = kGradSlice / CG;
+  constexpr int NS = kScoreCols / 8, NK = kDkCols / 8, NV = kDvCols / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* const sQ = reinterpret_cast<T*>(smem_raw);  // [token][dk]
+  T* const sK = sQ + kTile * kLdK;                // [token][dk]
+  T* const sV = sK + kTile * kLdK;                // [token][dv]
+  T* const sDH = sV + kTile * kLdV;               // [token][dv]
+  T* const sP = sDH + kTile * kLdV;               // P [tau][sigma]
+  T* const sDS = sP + kTile * kLdS;               // dS [tau][sigma], 2 parts (hi at sDS, lo at sDS + kTile * kLdS)
+  T* const sC = sDS + 2 * kTile * kLdS;           // state slice, kGradStateParts parts of kPartElems
+  float* const sStage = reinterpret_cast<float*>(sC + kGradStateParts * kPartElems);  // fp32 slice [dk][64]
+  float* const sB = sStage + kGradMaxDk * kGradSlice;  // per token: b, iota, m, 1 / (den + eps)
+  float* const sIota = sB + kTile;
+  float* const sM = sIota + kTile;
+  float* const sInv = sM + kTile;
+  float* const sSq = sInv + kTile;    // dq's inter-chunk row scale e^{b + m^_c - m} / (den + eps)
+  float* const sSk = sSq + kTile;     // dk / dv's inter-chunk row scale e^{a - m^_{c+1}} (state_weight)
+  float* const sRowA = sSk + kTile;   // [cg][tau]: row sums of A over this column group (q.dq, intra part)
+  float* const sColA = sRowA + CG * kTile;  // [rg][sigma]: column sums of A over this row group (k.dk, intra)
+  float* const sDotQ = sColA + 4 * kTile;   // [cg][tau]: q.dq, inter part, over this group's Dk columns
+  float* const sDotK = sDotQ + CG * kTile;  // [cg][sigma]: k.dk, inter part
+  float* const sDn = sDotK + CG * kTile;    // dn^_{c+1} [dk]
+  static_assert(3 * CG + 4 <= 4 * CG, "kGradTokFloats covers the per-group sums");
+
+  const int c = blockIdx.x, bh = blockIdx.y, b = bh / a.H, h = bh % a.H;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, rg = warp & 3, cg = warp >> 2;
+  const int t0 = c * kTile, ntok = min(kTile, a.S - t0);
+  const int dk16 = cdiv(a.Dk, 16) * 16, dv16 = cdiv(a.Dv, 16) * 16, nvs = cdiv(a.Dv, kGradSlice);
+  const int dk_live = a.Dk - kDkCols * cg;  // this warp's live dq / dk columns (<= 0: none)
+  const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
+  const int64_t slot = static_cast<int64_t>(bh) * (a.NC + 1) + c;
+  const float m_in = a.mhat[slot], m_out = a.mhat[slot + 1];
+  const float g = a.bcum[tok0 + t0 + ntok - 1];
+  const int64_t state_elems = static_cast<int64_t>(a.Dk) * a.Dv;
+  const float* const cst = a.cstates + slot * state_elems;          // C^_c (the backward's fp32 recompute)
+  const float* const dcst = a.dcstates + (slot + 1) * state_elems;  // dC^_{c+1}
+
+  // ---- loads: the chunk's q, k, v, dh (zero past S and past the head dims), the first state slice ----
+  {
+    auto rows = [&](const tfla_tensor& t, T* dst, int ld, int width) {
+      const T* src = static_cast<const T*>(t.data) + off4(t, b, h, t0, 0);
+      for (int d0 = 0; d0 < width; d0 += 128)
+        load_tile_async_ld<T, 128, kGradThreads>(dst + d0, ld, src + d0, t.stride[2], ntok, min(128, width - d0));
+    };
+    rows(a.q, sQ, kLdK, a.Dk);
+    rows(a.k, sK, kLdK, a.Dk);
+    rows(a.v, sV, kLdV, a.Dv);
+    rows(a.dh, sDH, kLdV, a.Dv);
+  }
+  // Slice j < nvs: columns 64 j.. of C^_c; j >= nvs: columns 64 (j - nvs).. of dC^_{c+1}. Rows >= Dk and columns
+  // >= Dv arrive as zeros (src-size 0). Thread tid moves the 16-byte pieces (srow + kPieceRows i, scol) of a slice,
+  // here and in the split below (the first version's per-piece index arithmetic was 10% of the instructions).
+  constexpr int kPieceRows = kGradThreads / (kGradSlice / 4);
+  const int srow = tid / (kGradSlice / 4), scol = (tid % (kGradSlice / 4)) * 4;
+  auto issue_slice = [&](int j) {
+    const int v0 = (j < nvs ? j : j - nvs) * kGradSlice;
+    const float* src = (j < nvs ? cst : dcst) + v0 + scol;
+    const bool col_ok = scol < a.Dv - v0;
+#pragma unroll
+    for (int i = 0; i < kGradMaxDk / kPieceRows; ++i) {
+      const int r = srow + i * kPieceRows;
+      const bool ok = col_ok && r < a.Dk;
+      hw::cp_async_16(sStage + r * kGradSlice + scol, ok ? src + static_cast<int64_t>(r) * a.Dv : cst, ok ? 16 : 0);
+    }
+  };
+  issue_slice(0);
+  hw::cp_async_commit();
+  if (tid < kTile) {
+    const bool ok = tid < ntok;
+    const int64_t t = tok0 + t0 + tid;
+    const float bt = ok ? a.bcum[t] : 0.f, io = ok ? a.iota[t] : -INFINITY, mt = ok ? a.mtok[t] : 0.f;
+    const float inv = ok ? a.inv_den[t] : 0.f;
+    sB[tid] = bt;
+    sIota[tid] = io;
+    sM[tid] = mt;
+    sInv[tid] = inv;
+    sSq[tid] = ok ? expf(bt + m_in - mt) * inv : 0.f;
+    sSk[tid] = ok ? state_weight(a.variant, g, bt, io, m_out) : 0.f;
+  } else if (tid < kTile + kGradMaxDk) {
+    const int d = tid - kTile;
+    sDn[d] = d < a.Dk ? a.dnstates[(slot + 1) * a.Dk + d] : 0.f;
+  }
+  hw::cp_async_wait<0>();
+  __syncthreads();
+
+  // ---- scores, once: rows tau = 16 rg.., columns sigma = kScoreCols cg.. ------------------------------
+  {
+    float sqk[NS][4], sdv[NS][4];
+    zero(sqk);
+    zero(sdv);
+    warp_gemm_ld<T, true, true, NS>(sqk, sQ, kLdK, 16 * rg, sK + kScoreCols * cg * kLdK, kLdK, dk16);
+    warp_gemm_ld<T, true, true, NS>(sdv, sDH, kLdV, 16 * rg, sV + kScoreCols * cg * kLdV, kLdV, dv16);
+    float row_a[2] = {0.f, 0.f}, col_a[NS][2];
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt) {
+      col_a[nt][0] = col_a[nt][1] = 0.f;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = acc_row(rg, e), p = kScoreCols * cg + acc_col(nt, e);
+        // the same expression, in the same order, as chunk_tiles' kDq / kDk / kDv weights
+        const float w = decay_exp<T>(sB[r] - sB[p] + sIota[p] - sM[r]) * sInv[r];
+        const float ds = (p <= r && r < ntok) ? sdv[nt][e] * w : 0.f;  // a select: no branch around the exp
+        const float av = ds * sqk[nt][e] * a.scale;
+        row_a[e >> 1] += av;
+        col_a[nt][e & 1] += av;
+        sqk[nt][e] = (p <= r && r < ntok) ? sqk[nt][e] * w * a.scale : 0.f;
+        sdv[nt][e] = ds;
+      }
+      // rows g and g + 8 of columns p, p + 1 as packed pairs: P (1 part), dS (2 parts: dq and dk need ~fp32
+      // products with it, chunk_tiles' kPParts)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int r = acc_row(rg, 2 * i), p = kScoreCols * cg + acc_col(nt, 0);
+        *reinterpret_cast<uint32_t*>(sP + r * kLdS + p) = pack2<T>(sqk[nt][2 * i], sqk[nt][2 * i + 1]);
+        pack2_split<T, 2>(reinterpret_cast<uint32_t*>(sDS + r * kLdS + p), kTile * kLdS / 2, sdv[nt][2 * i],
+                          sdv[nt][2 * i + 1]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      row_a[i] += __shfl_xor_sync(0xffffffffu, row_a[i], 1);
+      row_a[i] += __shfl_xor_sync(0xffffffffu, row_a[i], 2);
+      if ((lane & 3) == 0) sRowA[cg * kTile + acc_row(rg, 2 * i)] = row_a[i];
+    }
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        float s = col_a[nt][j];
+        s += __shfl_xor_sync(0xffffffffu, s, 4);
+        s += __shfl_xor_sync(0xffffffffu, s, 8);
+        s += __shfl_xor_sync(0xffffffffu, s, 16);
+        if (lane < 4) sColA[rg * kTile + kScoreCols * cg + acc_col(nt, j)] = s;
+      }
+  }
+
+  // ---- state slices: wait, split into parts, issue the next one -------------------------------------
+  auto next_slice = [&](int j) {
+    hw::cp_async_wait<0>();
+    __syncthreads();  // slice j landed for every thread; the parts of slice j - 1 (and P, dS, the sums) are done
+#pragma unroll
+    for (int i = 0; i < kGradMaxDk / kPieceRows; ++i) {
+      const int r = srow + i * kPieceRows;
+      const float4 x = *reinterpret_cast<const float4*>(sStage + r * kGradSlice + scol);
+      uint32_t lo[kGradStateParts], hi[kGradStateParts];
+      pack2_split<T, kGradStateParts>(lo, 1, x.x, x.y);
+      pack2_split<T, kGradStateParts>(hi, 1, x.z, x.w);
+#pragma unroll
+      for (int p = 0; p < kGradStateParts; ++p)  // one 8-byte store per part (4-byte stores conflicted 2-way)
+        *reinterpret_cast<uint2*>(sC + p * kPartElems + r * kLdS + scol) = make_uint2(lo[p], hi[p]);
+    }
+    __syncthreads();
+    if (j + 1 < 2 * nvs) issue_slice(j + 1);
+    hw::cp_async_commit();
+  };
+  // The gate dot of this warp's Dk columns: sum over them of acc * the rows' own q (dq) or k (dk).
+  auto group_dot = [&](const float (&acc)[NK][4], const T* sRows, float* dst) {
+    float d[2] = {0.f, 0.f};
+#pragma unroll
+    for (int nt = 0; nt < NK; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        d[e >> 1] += acc[nt][e] * to_float<T>(sRows[acc_row(rg, e) * kLdK + kDkCols * cg + acc_col(nt, e)]);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      d[i] += __shfl_xor_sync(0xffffffffu, d[i], 1);
+      d[i] += __shfl_xor_sync(0xffffffffu, d[i], 2);
+      if ((lane & 3) == 0) dst[cg * kTile + acc_row(rg, 2 * i)] = d[i];
+    }
+  };
+  auto scale_by = [&](auto& acc, float s) {
+#pragma unroll
+    for (auto& t : acc)
+#pragma unroll
+      for (float& x : t) x *= s;
+  };
+
+  float acc[NK][4];  // dq, then dk: rows 16 rg.., Dk columns kDkCols cg..
+  zero(acc);
+  // dq's inter-chunk term: dH C^_c^T over Dv, slice by slice
+  for (int j = 0; j < nvs; ++j) {
+    next_slice(j);
+    gemm_parts<T, true, true, NK, 1, kGradStateParts>(acc, sDH + j * kGradSlice, 0, kLdV, 16 * rg,
+                                                      sC + kDkCols * cg * kLdS, kPartElems, kLdS, kGradSlice, dk_live);
+  }
+  // dq = scale (row scale * inter + dS K)
+#pragma unroll
+  for (int nt = 0; nt < NK; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[nt][e] *= sSq[acc_row(rg, e)];
+  group_dot(acc, sQ, sDotQ);
+  gemm_parts<T, true, false, NK, 2, 1>(acc, sDS, kTile * kLdS, kLdS, 16 * rg, sK + kDkCols * cg, 0, kLdK, kTile, dk_live);
+  if (a.dq.data) {
+    scale_by(acc, a.scale);
+    store_acc<T, NK>(static_cast<T*>(a.dq.data) + off4(a.dq, b, h, t0, kDkCols * cg), a.dq.stride[2], acc, rg, ntok,
+                     dk_live, nullptr);
+  }
+
+  // dk's inter-chunk term V dC^T and dv (64 columns per slice), slice by slice
+  zero(acc);
+  for (int j = 0; j < nvs; ++j) {
+    next_slice(nvs + j);
+    const int v0 = j * kGradSlice, dv_live = a.Dv - v0 - kDvCols * cg;
+    gemm_parts<T, true, true, NK, 1, kGradStateParts>(acc, sV + v0, 0, kLdV, 16 * rg, sC + kDkCols * cg * kLdS,
+                                                      kPartElems, kLdS, kGradSlice, dk_live);
+    float dv[NV][4];
+    zero(dv);
+    // K dC (1 part: chunk_tiles' kDv passes the rule with 1), over Dk
+    gemm_parts<T, true, false, NV, 1, 1>(dv, sK, 0, kLdK, 16 * rg, sC + kDvCols * cg, 0, kLdS, dk16, dv_live);
+#pragma unroll
+    for (int nt = 0; nt < NV; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dv[nt][e] *= sSk[acc_row(rg, e)];
+    gemm_parts<T, false, false, NV, 1, 1>(dv, sP, 0, kLdS, 16 * rg, sDH + v0 + kDvCols * cg, 0, kLdV, kTile, dv_live);
+    if (a.dv.data)
+      store_acc<T, NV>(static_cast<T*>(a.dv.data) + off4(a.dv, b, h, t0, v0 + kDvCols * cg), a.dv.stride[2], dv, rg,
+                       ntok, min(kDvCols, dv_live), nullptr);
+  }
+  // dk = scale ((row scale / scale) (inter + dn) + dS^T Q), as chunk_tiles' kDk
+#pragma unroll
+  for (int nt = 0; nt < NK; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      acc[nt][e] = (acc[nt][e] + sDn[kDkCols * cg + acc_col(nt, e)]) * (sSk[acc_row(rg, e)] / a.scale);
+  group_dot(acc, sK, sDotK);
+  gemm_parts<T, false, false, NK, 2, 1>(acc, sDS, kTile * kLdS, kLdS, 16 * rg, sQ + kDkCols * cg, 0, kLdK, kTile, dk_live);
+  if (a.dk.data) {
+    scale_by(acc, a.scale);
+    store_acc<T, NK>(static_cast<T*>(a.dk.data) + off4(a.dk, b, h, t0, kDkCols * cg), a.dk.stride[2], acc, rg, ntok,
+                     dk_live, nullptr);
+  }
+
+  // ---- per-token gate dots: the whole Dk in slot 0 of the per-Dk-tile partials (gates.cuh sums the slots) ----
+  __syncthreads();
+  if (tid < ntok) {
+    float qi = 0.f, ki = 0.f, qx = 0.f, kx = 0.f;  // intra (A's sums) and inter parts, in a fixed order
+#pragma unroll
+    for (int i = 0; i < CG; ++i) {
+      qi += sRowA[i * kTile + tid];
+      qx += sDotQ[i * kTile + tid];
+      kx += sDotK[i * kTile + tid];
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) ki += sColA[i * kTile + tid];
+    const int n_dk = cdiv(a.Dk, kTile);
+    const int64_t t = (tok0 + t0 + tid) * n_dk;
+    a.qdq[t] = qx * a.scale + qi;
+    a.kdk[t] = kx * a.scale + ki;
+    for (int p = 1; p < n_dk; ++p) a.qdq[t + p] = a.kdk[t + p] = 0.f;
+  }
+#endif
+}
+
+}  // namespace tfla::cuda

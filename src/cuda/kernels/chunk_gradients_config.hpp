@@ -1,0 +1,35 @@
+// The fused chunk backward's (chunk_gradients.cuh) configuration, shared with the dispatcher (dispatch.cu),
+// which checks the limits below and the device's shared memory before it picks that kernel.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <cstddef>
+
+namespace tfla::cuda {
+
+// 16 warps: 4 row groups of 16 tokens x 4 column groups. With 8 warps (2 column groups) the kernel ran at
+// 2 warps per scheduler with 0.38 eligible, stalled on fixed-latency dependencies (ncu, bench/NOTES.md v4).
+constexpr int kGradThreads = 512;
+constexpr int kGradColGroups = kGradThreads / 128;
+constexpr int kGradTile = 64;      // the chunk: L = 64 tokens, one tile (larger L runs the per-role kernels)
+constexpr int kGradMaxDk = 128;    // q, k and the state slices are held over the whole Dk
+constexpr int kGradMaxDv = 256;    // v and dh are held over the whole Dv
+constexpr int kGradLdK = kGradMaxDk + 8;  // shared row lengths (elements): the 16-byte pad spreads ldmatrix rows
+constexpr int kGradLdV = kGradMaxDv + 8;
+constexpr int kGradLdS = kGradTile + 8;   // 64-wide tiles: P, dS, state slice parts
+constexpr int kGradSlice = 64;     // Dv columns of the fp32 state per pipeline step
+constexpr int kGradStateParts = 3; // ~fp32 products with the states (tiles.cuh, kStateParts)
+// per token: b, iota, m, 1 / (den + eps), two row scales; per column group and token: row / column sums of A and
+// the two inter-chunk dots; dn^ over Dk
+constexpr int kGradTokFloats = 6 * kGradTile + 4 * kGradColGroups * kGradTile + kGradMaxDk;
+
+// Q, K (64 x kGradLdK), V, dH (64 x kGradLdV), P and dS's two parts (64 x kGradLdS), the state slice's parts
+// (kGradMaxDk x kGradLdS each) as T; the fp32 staging slice (kGradMaxDk x 64) and the per-token values:
+// 224,256 bytes for 16-bit inputs (an H100 / H200 block may have 232,448).
+constexpr size_t chunk_gradients_smem_bytes(size_t elem_bytes) {
+  return (2 * static_cast<size_t>(kGradTile) * kGradLdK + 2 * static_cast<size_t>(kGradTile) * kGradLdV +
+          3 * static_cast<size_t>(kGradTile) * kGradLdS + kGradStateParts * static_cast<size_t>(kGradMaxDk) * kGradLdS) *
+             elem_bytes +
+         (static_cast<size_t>(kGradMaxDk) * kGradSlice + kGradTokFloats) * sizeof(float);
+}
+
+}  // namespace tfla::cuda
