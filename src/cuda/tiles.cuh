@@ -335,9 +335,12 @@ __device__ __forceinline__ void store_acc(T* g, int64_t row_stride, const float 
       const int r = acc_row(warp, e), c = acc_col(nt, e);
       if (r < rows && c < cols) {
         const float sc = row_scale ? row_scale[r] : 1.f;
-        T* dst = g + r * row_stride + c;
-        dst[0] = from_float<T>(acc[nt][e] * sc);
-        dst[1] = from_float<T>(acc[nt][e + 1] * sc);  // cols % 8 == 0: c + 1 < cols as well
+        T* dst = g + r * row_stride + c;  // cols % 8 == 0: c + 1 < cols as well; c even: an aligned pair
+        if constexpr (sizeof(T) == 2) {
+          *reinterpret_cast<uint32_t*>(dst) = pack2<T>(acc[nt][e] * sc, acc[nt][e + 1] * sc);  // one 4-byte store
+        } else {
+          *reinterpret_cast<float2*>(dst) = make_float2(acc[nt][e] * sc, acc[nt][e + 1] * sc);
+        }
       }
     }
 }

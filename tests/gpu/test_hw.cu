@@ -1,6 +1,7 @@
 // Unit tests of the hardware layer (src/cuda/hw/mma.cuh) through the fragment primitives that wrap it
 // (src/cuda/tiles.cuh): cp.async tile loads with zero fill, ldmatrix (x2/x4, plain and .trans) in every
-// operand orientation, and mma.sync m16n8k16 (bf16, f16) or the fp32 FMA emulation, against a host GEMM.
+// operand orientation, also as load_b2 (two n-tiles per ldmatrix.x4), and mma.sync m16n8k16 (bf16, f16) or the
+// fp32 FMA emulation, against a host GEMM; and the register-side split of fp32 values into 3 parts (pack2_split).
 // SPDX-License-Identifier: Apache-2.0
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -17,7 +18,7 @@ namespace {
 
 // C(64x64) = A(64 x 64) * B(64 x 64), A given as g[m][k] (A_KM) or g[k][m]; B as g[n][k] (B_KM) or g[k][n].
 // Both inputs arrive through load_tile_async with `rows`/`cols` valid (the rest must read as zero).
-template <class T, bool A_KM, bool B_KM>
+template <class T, bool A_KM, bool B_KM, bool PAIRS>
 __global__ void gemm_kernel(const T* a, const T* b, float* c, int rows, int cols) {
   __shared__ __align__(16) T sA[tc::kTile * tc::kLd];
   __shared__ __align__(16) T sB[tc::kTile * tc::kLd];
@@ -29,7 +30,20 @@ __global__ void gemm_kernel(const T* a, const T* b, float* c, int rows, int cols
   float acc[8][4];
   tc::zero(acc);
   const int warp = threadIdx.x >> 5;
-  tc::warp_gemm<T, A_KM, B_KM>(acc, sA, warp * 16, sB, tc::kTile);
+  if constexpr (PAIRS) {  // load_b2: B fragments of n-tiles nt, nt + 1 by one ldmatrix.x4
+    for (int k0 = 0; k0 < tc::kTile; k0 += 16) {
+      tc::FragA<T> fa;
+      tc::load_a<T, A_KM>(fa, sA, tc::kLd, warp * 16, k0);
+      for (int nt = 0; nt < 8; nt += 2) {
+        tc::FragB<T> b0, b1;
+        tc::load_b2<T, B_KM>(b0, b1, sB, tc::kLd, nt * 8, k0);
+        tc::mma<T>(acc[nt], fa, b0);
+        tc::mma<T>(acc[nt + 1], fa, b1);
+      }
+    }
+  } else {
+    tc::warp_gemm<T, A_KM, B_KM>(acc, sA, warp * 16, sB, tc::kTile);
+  }
   for (int nt = 0; nt < 8; ++nt)
     for (int e = 0; e < 4; ++e) c[tc::acc_row(warp, e) * tc::kTile + tc::acc_col(nt, e)] = acc[nt][e];
 }
@@ -41,7 +55,7 @@ template <class T> float host_to(T x) { return static_cast<float>(x); }
 template <> float host_to<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
 template <> float host_to<__half>(__half x) { return __half2float(x); }
 
-template <class T, bool A_KM, bool B_KM>
+template <class T, bool A_KM, bool B_KM, bool PAIRS = false>
 void run_case(int rows, int cols) {
   const int n = tc::kTile * tc::kTile;
   std::mt19937 rng(rows * 131 + cols + (A_KM ? 7 : 0) + (B_KM ? 3 : 0));
@@ -69,7 +83,7 @@ void run_case(int rows, int cols) {
   cudaMemcpy(da, ha.data(), n * sizeof(T), cudaMemcpyHostToDevice);
   cudaMemcpy(db, hb.data(), n * sizeof(T), cudaMemcpyHostToDevice);
   cudaMemset(dc, 0xff, n * sizeof(float));
-  gemm_kernel<T, A_KM, B_KM><<<1, tc::kThreads>>>(da, db, dc, rows, cols);
+  gemm_kernel<T, A_KM, B_KM, PAIRS><<<1, tc::kThreads>>>(da, db, dc, rows, cols);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   std::vector<float> hc(n);
   cudaMemcpy(hc.data(), dc, n * sizeof(float), cudaMemcpyDeviceToHost);
@@ -83,7 +97,8 @@ void run_case(int rows, int cols) {
       max_ref = std::fmax(max_ref, std::fabs(ref));
     }
   // fp32 accumulation of 64 exact products: error ~ 64 * 2^-24 * |terms|
-  EXPECT_LE(max_err, 1e-4 * (max_ref + 1.0)) << "rows=" << rows << " cols=" << cols << " A_KM=" << A_KM << " B_KM=" << B_KM;
+  EXPECT_LE(max_err, 1e-4 * (max_ref + 1.0)) << "rows=" << rows << " cols=" << cols << " A_KM=" << A_KM << " B_KM=" << B_KM
+                                             << " PAIRS=" << PAIRS;
   cudaFree(da); cudaFree(db); cudaFree(dc);
 }
 
@@ -98,7 +113,69 @@ void all_orientations() {
     }
 }
 
+template <class T>
+void pair_orientations() {
+  for (int rows : {64, 37})
+    for (int cols : {64, 40}) {
+      run_case<T, true, true, true>(rows, cols);
+      run_case<T, true, false, true>(rows, cols);
+      run_case<T, false, true, true>(rows, cols);
+      run_case<T, false, false, true>(rows, cols);
+    }
+}
+
+// x -> 3 parts of T in registers (pack2_split<T, 3>) and back (unpack2): part 0 is T(x) rounded to nearest, and
+// the parts sum to x within ~fp32 (what the state products' "~fp32" rests on).
+template <class T>
+__global__ void split3_kernel(const float* x, float* parts, int n) {
+  const int i = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
+  if (i + 1 >= n) return;
+  uint32_t r[3];
+  tc::pack2_split<T, 3>(r, 1, x[i], x[i + 1]);
+  for (int p = 0; p < 3; ++p) {
+    const float2 f = tc::unpack2<T>(r[p]);
+    parts[3 * i + p] = f.x;
+    parts[3 * (i + 1) + p] = f.y;
+  }
+}
+// e_lo..e_hi: the binary exponents of the magnitudes drawn. The error is relative to max(|x|, floor): f16's
+// later parts reach its subnormals (2^-24) for |x| < 1, where the error is absolute (~2^-25; measured 3.2e-5
+// relative at |x| ~ 1e-3 on the H100, 2026-11-26), which the state products, dominated by their large elements,
+// do not see; bf16 has fp32's exponent range and stays relative.
+template <class T>
+void split3_case(int e_lo, int e_hi, double floor) {
+  const int n = 1 << 14;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::vector<float> hx(n);
+  for (int i = 0; i < n; ++i) hx[i] = nd(rng) * std::ldexp(1.f, e_lo + static_cast<int>(rng() % (e_hi - e_lo + 1)));
+  float *dx, *dp;
+  ASSERT_EQ(cudaMalloc(&dx, n * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dp, 3 * n * sizeof(float)), cudaSuccess);
+  cudaMemcpy(dx, hx.data(), n * sizeof(float), cudaMemcpyHostToDevice);
+  cudaMemset(dp, 0xff, 3 * n * sizeof(float));
+  split3_kernel<T><<<n / 256, 128>>>(dx, dp, n);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<float> hp(3 * n);
+  cudaMemcpy(hp.data(), dp, 3 * n * sizeof(float), cudaMemcpyDeviceToHost);
+  double worst = 0.0;
+  int wrong_hi = 0;
+  for (int i = 0; i < n; ++i) {
+    if (hp[3 * i] != host_to<T>(host_from<T>(hx[i]))) ++wrong_hi;
+    const double sum = static_cast<double>(hp[3 * i]) + hp[3 * i + 1] + hp[3 * i + 2];
+    worst = std::fmax(worst, std::fabs(sum - hx[i]) / std::fmax(std::fabs(static_cast<double>(hx[i])), floor));
+    if (std::isnan(sum)) worst = INFINITY;
+  }
+  EXPECT_EQ(wrong_hi, 0);
+  EXPECT_LE(worst, std::ldexp(1.0, -23));  // bf16: 3 x 8 significant bits; f16 parts carry more
+  cudaFree(dx); cudaFree(dp);
+}
+
 TEST(HwLayer, MmaBf16AllOrientations) { all_orientations<__nv_bfloat16>(); }
+TEST(HwLayer, MmaBf16PairedBLoads) { pair_orientations<__nv_bfloat16>(); }
+TEST(HwLayer, MmaF16PairedBLoads) { pair_orientations<__half>(); }
+TEST(HwLayer, SplitIntoThreePartsBf16) { split3_case<__nv_bfloat16>(-10, 10, 0.0); }
+TEST(HwLayer, SplitIntoThreePartsF16) { split3_case<__half>(-4, 6, 1.0); }
 TEST(HwLayer, MmaF16AllOrientations) { all_orientations<__half>(); }
 TEST(HwLayer, Fp32EmulationAllOrientations) { all_orientations<float>(); }
 

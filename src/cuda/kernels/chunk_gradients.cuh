@@ -176,8 +176,8 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     float sqk[NS][4], sdv[NS][4];
     zero(sqk);
     zero(sdv);
-    warp_gemm_ld<T, true, true, NS>(sqk, sQ, kLdK, 16 * rg, sK + kScoreCols * cg * kLdK, kLdK, dk16);
-    warp_gemm_ld<T, true, true, NS>(sdv, sDH, kLdV, 16 * rg, sV + kScoreCols * cg * kLdV, kLdV, dv16);
+    gemm_parts<T, true, true, NS, 1, 1>(sqk, sQ, 0, kLdK, 16 * rg, sK + kScoreCols * cg * kLdK, 0, kLdK, dk16, kScoreCols);
+    gemm_parts<T, true, true, NS, 1, 1>(sdv, sDH, 0, kLdV, 16 * rg, sV + kScoreCols * cg * kLdV, 0, kLdV, dv16, kScoreCols);
     float row_a[2] = {0.f, 0.f}, col_a[NS][2];
 #pragma unroll
     for (int nt = 0; nt < NS; ++nt) {
