@@ -25,13 +25,14 @@ struct Args {
   float* iota;     // log input gate
   float* mtok;     // m_t (0 for sig)
   float* inv_den;  // 1 / (den_t + eps) (1 for sig without normalization); backward only
-  float* wstate;   // forward walk only (else NULL): the token's weight in the state after its chunk (state_weight)
+  float* wstate;   // the token's weight in the state after its chunk (state_weight): read by the walk and chunk_states
+  float* wrev;     // backward only: the token's weight in the adjoint recurrence, scale e^{b + m^_c - m_t} / (den + eps)
   // Per chunk boundary (B*H*(NC+1)):
   float* mhat;     // m^_c, c = 0..NC (m^_NC = m_last)
   // Per chunk (B*H*NC), scratch of prepare_gates: g_c and max(iota - b).
   float* chunk_a;
   float* chunk_b;
-  float* chunk_decay;  // forward walk only (else NULL): e^{g_c + m^_c - m^_{c+1}}
+  float* chunk_decay;  // e^{g_c + m^_c - m^_{c+1}}, the state's decay over chunk c
   // States (B*H*(NC+1)*Dk*Dv and B*H*(NC+1)*Dk): forward C^_c, n^_c before chunk c (slot NC = final);
   // backward adjoints dC^_c, dn^_c (slot c + 1 is the adjoint after chunk c).
   float* cstates;

@@ -122,9 +122,12 @@ void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, cons
   w.chunk_b = cv.take(bh * NC);
   w.nseg = plan.nseg;
   w.seg_chunks = plan.seg_chunks;
+  // per-token state weights and per-chunk decays, computed once by prepare_gates: the walk and chunk_states copy
+  // them with cp.async (computing them in the tile loop stalled the issuing warps on global loads)
+  w.wstate = cv.take(bh * S);
+  w.chunk_decay = cv.take(bh * NC);
+  if (backward) w.wrev = cv.take(bh * S);
   if (plan.walk) {
-    w.wstate = cv.take(bh * S);
-    w.chunk_decay = cv.take(bh * NC);
     if (plan.nseg > 1) w.seg_states = cv.take(bh * plan.nseg * (Dk * Dv + Dk));
   } else {
     w.cstates = cv.take(bh * (NC + 1) * Dk * Dv, backward ? sizeof(float) : state_bytes);

@@ -31,6 +31,7 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
     chunk_gate_scan_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, backward);
     chunk_stabilizers_kernel<T><<<bh, 32, 0, stream>>>(a, backward);
     if (!backward) token_stabilizers_kernel<T><<<dim3(cdiv(a.S, 128), bh), 128, 0, stream>>>(a);
+    else backward_token_weights_kernel<T><<<dim3(cdiv(a.S, 128), bh), 128, 0, stream>>>(a);
     return cudaGetLastError();
   } else if constexpr (K == KernelId::kGateGrads) {
     chunk_gate_totals_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));

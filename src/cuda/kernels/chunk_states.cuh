@@ -21,10 +21,11 @@
 
 namespace tfla::cuda {
 
-// Shared memory of chunk_states_kernel<T>: two stages of (A tile, B tile, weights).
+// Shared memory of chunk_states_kernel<T>: two stages of (A tile, B tile, per-token weights and the chunk's decay).
+constexpr int kStatesStageFloats = kTile + 4;
 template <class T>
 constexpr size_t chunk_states_smem_bytes() {
-  return 2 * (2 * kTile * kLd * sizeof(T) + kTile * sizeof(float));
+  return 2 * (2 * kTile * kLd * sizeof(T) + kStatesStageFloats * sizeof(float));
 }
 
 // PARTS: how many T fragments carry each gate-weighted operand (tiles.cuh, scale_a_cols): 1 where only
@@ -52,7 +53,6 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
   const int rows = min(kTile, a.Dk - dk0), cols = min(kTile, a.Dv - dv0);
   const bool carries_n = tj == 0;
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
-  const float* mhat = a.mhat + static_cast<int64_t>(bh) * (a.NC + 1);
   STATE_T* states = reinterpret_cast<STATE_T*>(REVERSE ? a.dcstates : a.cstates) +
                     static_cast<int64_t>(bh) * (a.NC + 1) * a.Dk * a.Dv;
   float* nstates = (REVERSE ? a.dnstates : a.nstates) + static_cast<int64_t>(bh) * (a.NC + 1) * a.Dk;
@@ -102,50 +102,63 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
   const int tiles_per_chunk = a.L / kTile;
   auto seq_tile = [&](int j) { return REVERSE ? n_tiles - 1 - j : j; };
 
-  // Queue the loads of tile j into stage j & 1 and compute its weights (threads 0..63).
+  // Queue the loads of tile j into stage j & 1 (its operand tiles, cp.async).
   auto issue = [&](int j) {
-    const int st = j & 1, t0 = seq_tile(j) * kTile, ntok = min(kTile, a.S - t0), c = t0 / a.L;
+    const int st = j & 1, t0 = seq_tile(j) * kTile, ntok = min(kTile, a.S - t0);
     load_tile_async<T>(sA0 + st * kTile * kLd, gA + t0 * tA.stride[2], tA.stride[2], ntok, rows);
     load_tile_async<T>(sB0 + st * kTile * kLd, gB + t0 * tB.stride[2], tB.stride[2], ntok, cols);
-    if (tid < kTile) {
-      float w = 0.f;
-      if (tid < ntok) {
-        const int64_t t = tok0 + t0 + tid;
-        const float m_in = mhat[c], m_out = mhat[c + 1];
-        // expf, not __expf: 64 per tile, and __expf's error grows with |x| (exponents ~100 with +-50 gates).
-        w = REVERSE ? a.scale * expf(a.bcum[t] + m_in - a.mtok[t]) * a.inv_den[t]  // w_t q^ / (den + eps)
-                    : state_weight(a.variant, a.bcum[tok0 + min(a.S, (c + 1) * a.L) - 1], a.bcum[t], a.iota[t], m_out);
-      }
-      sW0[st * kTile + tid] = w;
-    }
+  };
+  // Tile j's per-token weights and its chunk's decay (threads 0..64), precomputed by prepare_gates (wstate:
+  // state_weight; wrev: scale w_t / (den + eps), with expf), are loaded into a register one tile ahead and
+  // stored to shared memory one tile later, so no warp waits on them. v2 computed them in issue() from global
+  // loads (long-scoreboard stalls 2.1 cycles per instruction, ncu, H100); 4-byte cp.async copies instead added
+  // an L2 request per token (L2 throughput 85 -> 92%, 2.54 -> 2.80 ms at S = 1,024; bench/NOTES.md v4).
+  const float* const wtok = (REVERSE ? a.wrev : a.wstate) + tok0;
+  float w_ahead = 0.f;
+  auto load_weight = [&](int j) {
+    const int t0 = seq_tile(j) * kTile;
+    if (tid < kTile) w_ahead = t0 + tid < a.S ? wtok[t0 + tid] : 0.f;
+    else if (tid == kTile) w_ahead = a.chunk_decay[static_cast<int64_t>(bh) * a.NC + t0 / a.L];
+  };
+  auto store_weight = [&](int j) {
+    if (tid <= kTile) sW0[(j & 1) * kStatesStageFloats + tid] = w_ahead;
   };
 
   // ---- the recurrence --------------------------------------------------------------------------------
-  // Pipeline: issue(j + 1) | wait(tile j) | barrier | (chunk boundary: store, decay) | MMAs on tile j | barrier.
+  // Pipeline: issue(j + 1), weights of j + 1 to shared, of j + 2 to a register | (chunk boundary: store) | wait(tile j)
+// | barrier | (chunk boundary: decay) | MMAs on tile j | barrier.
   issue(0);
   hw::cp_async_commit();
+  load_weight(0);
+  store_weight(0);
+  if (n_tiles > 1) load_weight(1);
   for (int j = 0; j < n_tiles; ++j) {
     const int st = j & 1, tile = seq_tile(j), c = tile / tiles_per_chunk;
-    if (j + 1 < n_tiles) issue(j + 1);
+    if (j + 1 < n_tiles) {
+      issue(j + 1);
+      store_weight(j + 1);  // stage (j + 1) & 1 was last read before the previous iteration's closing barrier
+      if (j + 2 < n_tiles) load_weight(j + 2);
+    }
     hw::cp_async_commit();  // possibly empty: keeps one group per tile
-    // First tile of chunk c in processing order: the state entering it is complete.
+    // First tile of chunk c in processing order: the state entering it is complete. Its store goes out before the
+    // wait (after the barrier it cost 10% at S = 1,024, where the state stores are most of the bytes: 2.54 -> 2.80 ms,
+    // H100, bench/NOTES.md v4); the decay comes with the tile's weights, so it is applied after the barrier.
     const bool chunk_start = REVERSE ? (tile == n_tiles - 1 || (tile + 1) % tiles_per_chunk == 0)
                                      : tile % tiles_per_chunk == 0;
+    if (chunk_start) store_state(REVERSE ? c + 1 : c);
+    hw::cp_async_wait<1>();
+    __syncthreads();
+    const T* sA = sA0 + st * kTile * kLd;
+    const T* sB = sB0 + st * kTile * kLd;
+    const float* sW = sW0 + st * kStatesStageFloats;
     if (chunk_start) {
-      store_state(REVERSE ? c + 1 : c);
-      const int cend = min(a.S, (c + 1) * a.L);
-      const float decay = expf(a.bcum[tok0 + cend - 1] + mhat[c] - mhat[c + 1]);  // <= 1 by the choice of m^_{c+1}
+      const float decay = sW[kTile];  // e^{g_c + m^_c - m^_{c+1}} <= 1 by the choice of m^_{c+1}
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[nt][e] *= decay;
       n *= decay;
     }
-    hw::cp_async_wait<1>();
-    __syncthreads();
-    const T* sA = sA0 + st * kTile * kLd;
-    const T* sB = sB0 + st * kTile * kLd;
-    const float* sW = sW0 + st * kTile;
     if (!REVERSE && carries_n && tid < rows) {
       float s = 0.f;
 #pragma unroll 8

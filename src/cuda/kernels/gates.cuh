@@ -155,6 +155,21 @@ __global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
   if (a.m_token.data) static_cast<float*>(a.m_token.data)[off3(a.m_token, b, h, t)] = m;
 }
 
+// 3') Backward, per token: the weights of the two state recurrences that chunk_states copies per tile, with the
+//     operations it used to compute them with: the state weight (as in the forward) and the adjoint's weight
+//     scale e^{b + m^_c - m_t} / (den + eps). Grid: (ceil(S / 128), B*H), 128 threads.
+template <class G>  // G unused: a template so that only the gate TUs compile it
+__global__ void __launch_bounds__(128) backward_token_weights_kernel(Args a) {
+  const int t = blockIdx.x * 128 + threadIdx.x, bh = blockIdx.y;
+  if (t >= a.S) return;
+  const int64_t i = static_cast<int64_t>(bh) * a.S + t;
+  const int c = t / a.L;
+  const float* mhat = a.mhat + static_cast<int64_t>(bh) * (a.NC + 1);
+  const float g = a.bcum[static_cast<int64_t>(bh) * a.S + min(a.S, (c + 1) * a.L) - 1];
+  a.wstate[i] = state_weight(a.variant, g, a.bcum[i], a.iota[i], mhat[c + 1]);
+  a.wrev[i] = a.scale * expf(a.bcum[i] + mhat[c] - a.mtok[i]) * a.inv_den[i];
+}
+
 // ---- gate_grads: d iota_t = k_t . dk_t; d phi_t = sum_{u >= t} (q_u . dq_u - k_u . dk_u) + <dc_last, C_last> +
 // <dn_last, n_last>. The per-token dots arrive as partials per 64-wide Dk tile (dq / dk kernels). The
 // reverse cumulative sum runs in three chunk-parallel steps with a fixed summation order (bit-reproducible),
