@@ -311,9 +311,10 @@ tfla_status by_dtype(int32_t dtype, Run&& run) {
 // - Dk <= 128 (the forward walk's domain on sm_90): L = 64. The walk keeps the state on chip, so L only sets how
 //   many earlier tiles each query tile meets (0 at L = 64, 0.5 on average at 128): 65,536 tokens on an H200,
 //   S = 1024: L=64 2.33 / 14.5, L=128 2.55 / 15.2; S = 65,536: 2.97 / 18.7 vs 3.12 / 19.2
-//   (bench/results/2026-11-26-h200-v3). The backward (materialized) is no slower at 64 either, but stores twice
-//   as many per-chunk states: +2 GiB of workspace at 65,536 tokens x 16 heads (5.7 vs 3.7 GiB peak, the sweep
-//   below); pass chunk_size = 128 to trade ~5% of the time for that memory.
+//   (bench/results/2026-11-26-h200-v3). The backward's fused chunk kernel (chunk_gradients.cuh, Dv <= 256) runs
+//   at L = 64 only: fwbw 8.77 ms at L = 64 against 14.47 ms at 128 (H100, S = 1024, bench/results/2026-11-26-h100-v4).
+//   L = 64 stores twice as many per-chunk states in the backward: +2 GiB of workspace at 65,536 tokens x 16 heads
+//   (5.7 vs 3.7 GiB peak, the sweep below); pass chunk_size = 128 to trade that memory for ~65% more backward time.
 // - Dk > 128 (the materialized forward): L = 128. The H100 sweep (bench/results/2026-11-26-h100, materialized
 //   path, S=8192): L=64 3.20 / 15.59, 128 3.19 / 15.87, 256 3.70 / 18.32, 512 4.82 / 23.84, 1024 7.24 / 35.39:
 //   64 and 128 tie, 128 needs 36% less memory. (Measured at Dk=128; not yet swept at 256/512.)

@@ -264,6 +264,18 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   };
 
   float acc[NK][4];  // dq, then dk: rows 16 rg.., Dk columns kDkCols cg..
+  // dq's and dk's tail once acc holds the row-scaled inter-chunk term: the rows' gate dot (q.dq or k.dk), the
+  // intra-chunk term (dS K for dq: A = dS; dS^T Q for dk: A = dS^T, the same tile read transposed), scale, store.
+  auto finish_rows = [&](auto ds_k_major, const T* sRows, float* dot_dst, const T* sPartner, const tfla_tensor& out) {
+    group_dot(acc, sRows, dot_dst);
+    gemm_parts<T, decltype(ds_k_major)::value, false, NK, 2, 1>(acc, sDS, kTile * kLdS, kLdS, 16 * rg,
+                                                                 sPartner + kDkCols * cg, 0, kLdK, kTile, dk_live);
+    if (out.data) {
+      scale_by(acc, a.scale);
+      store_acc<T, NK>(static_cast<T*>(out.data) + off4(out, b, h, t0, kDkCols * cg), out.stride[2], acc, rg, ntok,
+                       dk_live, nullptr);
+    }
+  };
   zero(acc);
   // dq's inter-chunk term: dH C^_c^T over Dv, slice by slice
   for (int j = 0; j < nvs; ++j) {
@@ -276,13 +288,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   for (int nt = 0; nt < NK; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[nt][e] *= sSq[acc_row(rg, e)];
-  group_dot(acc, sQ, sDotQ);
-  gemm_parts<T, true, false, NK, 2, 1>(acc, sDS, kTile * kLdS, kLdS, 16 * rg, sK + kDkCols * cg, 0, kLdK, kTile, dk_live);
-  if (a.dq.data) {
-    scale_by(acc, a.scale);
-    store_acc<T, NK>(static_cast<T*>(a.dq.data) + off4(a.dq, b, h, t0, kDkCols * cg), a.dq.stride[2], acc, rg, ntok,
-                     dk_live, nullptr);
-  }
+  finish_rows(std::true_type{}, sQ, sDotQ, sK, a.dq);
 
   // dk's inter-chunk term V dC^T and dv (64 columns per slice), slice by slice
   zero(acc);
@@ -310,13 +316,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
 #pragma unroll
     for (int e = 0; e < 4; ++e)
       acc[nt][e] = (acc[nt][e] + sDn[kDkCols * cg + acc_col(nt, e)]) * (sSk[acc_row(rg, e)] / a.scale);
-  group_dot(acc, sK, sDotK);
-  gemm_parts<T, false, false, NK, 2, 1>(acc, sDS, kTile * kLdS, kLdS, 16 * rg, sQ + kDkCols * cg, 0, kLdK, kTile, dk_live);
-  if (a.dk.data) {
-    scale_by(acc, a.scale);
-    store_acc<T, NK>(static_cast<T*>(a.dk.data) + off4(a.dk, b, h, t0, kDkCols * cg), a.dk.stride[2], acc, rg, ntok,
-                     dk_live, nullptr);
-  }
+  finish_rows(std::false_type{}, sK, sDotK, sQ, a.dk);
 
   // ---- per-token gate dots: the whole Dk in slot 0 of the per-Dk-tile partials (gates.cuh sums the slots) ----
   __syncthreads();
