@@ -57,24 +57,43 @@ struct ForwardPlan {
   int nseg = 1, seg_chunks = 0;
 };
 
+// An environment variable that forces a path for side-by-side measurements (TFLA_CUDA_FORWARD, TFLA_CUDA_BACKWARD).
+bool env_forces(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v && std::strcmp(v, value) == 0;
+}
+
+// What the path choices read from the device; ok = false if the attributes could not be read (the portable
+// kernels run then).
+struct DeviceCaps {
+  bool ok = false;
+  int smem_optin = 0, sms = 0, major = 0;
+};
+DeviceCaps device_caps(int device) {
+  DeviceCaps d;
+  d.ok = cudaDeviceGetAttribute(&d.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess;
+  if (!d.ok) (void)cudaGetLastError();
+  return d;
+}
+// The forward walk and the fused chunk backward are built for sm_90 only (their sm_80 builds are stubs) and need
+// more shared memory per block than other GPUs give.
+bool runs_sm90_kernel(const DeviceCaps& d, size_t smem_bytes) {
+  return d.ok && d.major == 9 && static_cast<size_t>(d.smem_optin) >= smem_bytes;
+}
+
 // The walk where its limits hold and the device has the shared memory; TFLA_CUDA_FORWARD=materialized forces
 // the other path (for side-by-side measurements and tests of both paths on one GPU).
 // Segments: the walk runs B*H*ceil(Dv/128) blocks of one per SM; while that is under half the SMs, the
 // sequence is cut into floor(#SMs / blocks) segments (each costs one more pass over k and v: segment_states).
 ForwardPlan plan_forward(const tfla_mlstm_problem& p, int32_t dtype) {
   ForwardPlan plan;
-  const char* force = std::getenv("TFLA_CUDA_FORWARD");
-  if (force && std::strcmp(force, "materialized") == 0) return plan;
+  if (env_forces("TFLA_CUDA_FORWARD", "materialized")) return plan;
   if (dtype_size(dtype) != 2 || p.dim_qk > kWalkMaxDk || p.chunk_size > kWalkMaxL) return plan;
-  int smem = 0, sms = 0, major = 0;
-  if (cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, p.device_index) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, p.device_index) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, p.device_index) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return plan;
-  }
-  // sm_90 only: the walk is built for it (its sm_80 build is a stub, output_walk.cuh) and needs its shared memory
-  if (major != 9 || static_cast<size_t>(smem) < output_walk_smem_bytes(2)) return plan;
+  const DeviceCaps dev = device_caps(p.device_index);
+  if (!runs_sm90_kernel(dev, output_walk_smem_bytes(2))) return plan;
+  const int sms = dev.sms;
   plan.walk = true;
   const int64_t nc = n_chunks(p);
   const int64_t blocks = p.batch * p.heads * ((p.dim_v + kWalkDv - 1) / kWalkDv);
@@ -91,17 +110,9 @@ ForwardPlan plan_forward(const tfla_mlstm_problem& p, int32_t dtype) {
 // else the per-role kernels (chunk_tiles.cuh: kDq, kDk, kDv). TFLA_CUDA_BACKWARD=separate forces the per-role
 // kernels (side-by-side measurements, tests of both paths on one GPU).
 bool plan_backward_fused(const tfla_mlstm_problem& p, int32_t dtype) {
-  const char* force = std::getenv("TFLA_CUDA_BACKWARD");
-  if (force && std::strcmp(force, "separate") == 0) return false;
+  if (env_forces("TFLA_CUDA_BACKWARD", "separate")) return false;
   if (dtype_size(dtype) != 2 || p.chunk_size != kGradTile || p.dim_qk > kGradMaxDk || p.dim_v > kGradMaxDv) return false;
-  int smem = 0, major = 0;
-  if (cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, p.device_index) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, p.device_index) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return false;
-  }
-  // sm_90 only: built for it (the sm_80 build is a stub, chunk_gradients.cuh) and needs its shared memory
-  return major == 9 && static_cast<size_t>(smem) >= chunk_gradients_smem_bytes(2);
+  return runs_sm90_kernel(device_caps(p.device_index), chunk_gradients_smem_bytes(2));
 }
 
 // The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32;

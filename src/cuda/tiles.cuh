@@ -211,6 +211,23 @@ __device__ __forceinline__ void scale_a_cols<float, 1>(FragA<float> (&out)[1], c
     for (int k = 0; k < 16; ++k) out[0].a[i][k] = a.a[i][k] * w[k0 + k];
 }
 
+// acc[nt] += sum_p A_p * B(k0.., n-tile nt) for nt < NT (16-bit T): the A parts are in registers (weighted or
+// split by the caller); all NT B fragments are loaded first (two n-tiles per ldmatrix.x4), then the mma run part by
+// part over the NT accumulators. mma and ldmatrix are volatile asm, issued in source order: the v2 order (per
+// n-tile, every part's mma into one accumulator) issued dependent mma back to back (bench/NOTES.md v4).
+template <class T, bool B_K_MAJOR, int NT, int PARTS>
+__device__ __forceinline__ void mma_parts_over_tiles(float (&acc)[NT][4], const FragA<T> (&a)[PARTS], const T* sB, int ldb,
+                                                     int k0) {
+  static_assert(sizeof(T) == 2 && NT % 2 == 0, "16-bit fragments, n-tiles in pairs");
+  FragB<T> bf[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; nt += 2) load_b2<T, B_K_MAJOR>(bf[nt], bf[nt + 1], sB, ldb, nt * 8, k0);
+#pragma unroll
+  for (int p = 0; p < PARTS; ++p)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) mma<T>(acc[nt], a[p], bf[nt]);
+}
+
 // acc(16 x 8*NT) += A(rows m0..m0+15, K) * B(K, 8*NT columns), both from shared memory with row lengths
 // lda / ldb (elements).
 template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT>

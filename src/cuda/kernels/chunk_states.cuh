@@ -125,8 +125,8 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
   };
 
   // ---- the recurrence --------------------------------------------------------------------------------
-  // Pipeline: issue(j + 1), weights of j + 1 to shared, of j + 2 to a register | (chunk boundary: store) | wait(tile j)
-// | barrier | (chunk boundary: decay) | MMAs on tile j | barrier.
+  // Pipeline: issue(j + 1), weights of j + 1 to shared, of j + 2 to a register | (chunk boundary: store) |
+  // wait(tile j) | barrier | (chunk boundary: decay) | MMAs on tile j | barrier.
   issue(0);
   hw::cp_async_commit();
   load_weight(0);
@@ -141,8 +141,9 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
     }
     hw::cp_async_commit();  // possibly empty: keeps one group per tile
     // First tile of chunk c in processing order: the state entering it is complete. Its store goes out before the
-    // wait (after the barrier it cost 10% at S = 1,024, where the state stores are most of the bytes: 2.54 -> 2.80 ms,
-    // H100, bench/NOTES.md v4); the decay comes with the tile's weights, so it is applied after the barrier.
+    // wait, as in v2 (stored after the barrier, together with the 4-byte weight copies, the kernel took 2.80 ms at
+    // S = 1,024; with the store back here 2.70, H100, bench/NOTES.md v4.5); the decay comes with the tile's
+    // weights, so it is applied after the barrier.
     const bool chunk_start = REVERSE ? (tile == n_tiles - 1 || (tile + 1) % tiles_per_chunk == 0)
                                      : tile % tiles_per_chunk == 0;
     if (chunk_start) store_state(REVERSE ? c + 1 : c);
@@ -173,17 +174,7 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
       FragA<T> ap[kParts];
       scale_a_cols<T, kParts>(ap, araw, sW, k0);
       if constexpr (sizeof(T) == 2) {
-        // all 8 B fragments first, then part by part over the 8 accumulators: mma and ldmatrix are volatile asm
-        // (issued in source order), and the v2 order (per n-tile, the parts' mma into one accumulator) issued
-        // dependent mma back to back (the same fix took chunk_gradients from 6.9 to 4.8 ms with its 16 warps,
-        // bench/NOTES.md v4)
-        FragB<T> bf[8];
-#pragma unroll
-        for (int nt = 0; nt < 8; nt += 2) load_b2<T, false>(bf[nt], bf[nt + 1], sB, kLd, nt * 8, k0);
-#pragma unroll
-        for (int p = 0; p < kParts; ++p)
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) mma<T>(acc[nt], ap[p], bf[nt]);
+        mma_parts_over_tiles<T, false>(acc, ap, sB, kLd, k0);
       } else {
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {

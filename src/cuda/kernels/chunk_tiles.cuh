@@ -296,15 +296,7 @@ __global__ void __launch_bounds__(kThreads, 1) chunk_tiles_kernel(Args a) {
           pack2_split<T, kPParts>(&pa[0].r[2 * hf], 4, sc[2 * j + hf][0], sc[2 * j + hf][1]);      // row g
           pack2_split<T, kPParts>(&pa[0].r[2 * hf + 1], 4, sc[2 * j + hf][2], sc[2 * j + hf][3]);  // row g + 8
         }
-        // all B fragments, then part by part over the accumulators: dependent mma (one accumulator, two parts)
-        // are not issued back to back (mma is volatile asm, issued in source order; bench/NOTES.md v4)
-        FragB<T> bf[NTO];
-#pragma unroll
-        for (int nt = 0; nt < NTO; nt += 2) load_b2<T, false>(bf[nt], bf[nt + 1], sY, kLdO, nt * 8, 16 * j);
-#pragma unroll
-        for (int pp = 0; pp < kPParts; ++pp)
-#pragma unroll
-          for (int nt = 0; nt < NTO; ++nt) mma<T>(acc[nt], pa[pp], bf[nt]);
+        mma_parts_over_tiles<T, false>(acc, pa, sY, kLdO, 16 * j);
       }
     } else {
       warp_gemm_ld<T, true, false, NTO>(acc, sP, kLd, warp * 16, sY, kLdO, kTile);

@@ -125,8 +125,8 @@ __global__ void __launch_bounds__(32) chunk_stabilizers_kernel(Args a, int backw
       const float gj = __shfl_sync(0xffffffffu, g, j), pj = __shfl_sync(0xffffffffu, p, j);
       if (lane == j) mhat[c] = m;
       const float m_next = is_exp ? gj + fmaxf(m, pj) : 0.f;
-      // the chunk's state decay, as chunk_states computes it from bcum and mhat (same fp32 operations)
-      if (lane == j && a.chunk_decay) a.chunk_decay[static_cast<int64_t>(bh) * a.NC + c] = expf(gj + m - m_next);
+      // the chunk's state decay, read by the forward walk and chunk_states (g_c is b at the chunk end)
+      if (lane == j) a.chunk_decay[static_cast<int64_t>(bh) * a.NC + c] = expf(gj + m - m_next);
       m = m_next;
     }
   }
@@ -136,9 +136,16 @@ __global__ void __launch_bounds__(32) chunk_stabilizers_kernel(Args a, int backw
   }
 }
 
-// 3) Forward, per token: m_t = b_t + max(m^_c, pm_t) (sig: 0), also into the caller's m_token; for the walk
-//    also the token's state weight.
-//    Grid: (ceil(S / 128), B*H), 128 threads.
+// The weight of token t (index i) of head bh in the state after its chunk, e^{a_t - m^_{c+1}} (state_weight), read by
+// the forward walk and chunk_states.
+__device__ __forceinline__ float token_state_weight(const Args& a, int bh, int t, int64_t i) {
+  const int c = t / a.L;
+  const float g = a.bcum[static_cast<int64_t>(bh) * a.S + min(a.S, (c + 1) * a.L) - 1];
+  return state_weight(a.variant, g, a.bcum[i], a.iota[i], a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + c + 1]);
+}
+
+// 3) Forward, per token: m_t = b_t + max(m^_c, pm_t) (sig: 0), also into the caller's m_token; and the token's
+//    state weight. Grid: (ceil(S / 128), B*H), 128 threads.
 template <class G>  // G unused: a template so that only the gate TUs compile it
 __global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
   const int t = blockIdx.x * 128 + threadIdx.x, bh = blockIdx.y, b = bh / a.H, h = bh % a.H;
@@ -147,27 +154,20 @@ __global__ void __launch_bounds__(128) token_stabilizers_kernel(Args a) {
   const float mh = a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + t / a.L];
   const float m = a.variant == TFLA_VARIANT_EXP ? a.bcum[i] + fmaxf(mh, a.mtok[i]) : 0.f;
   a.mtok[i] = m;
-  if (a.wstate) {  // the forward walk's per-token state weights, so that its tiles only copy gate values
-    const int c = t / a.L;
-    const float g = a.bcum[static_cast<int64_t>(bh) * a.S + min(a.S, (c + 1) * a.L) - 1];
-    a.wstate[i] = state_weight(a.variant, g, a.bcum[i], a.iota[i], a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + c + 1]);
-  }
+  a.wstate[i] = token_state_weight(a, bh, t, i);
   if (a.m_token.data) static_cast<float*>(a.m_token.data)[off3(a.m_token, b, h, t)] = m;
 }
 
-// 3') Backward, per token: the weights of the two state recurrences that chunk_states copies per tile, with the
-//     operations it used to compute them with: the state weight (as in the forward) and the adjoint's weight
-//     scale e^{b + m^_c - m_t} / (den + eps). Grid: (ceil(S / 128), B*H), 128 threads.
+// 3') Backward, per token: the weights of the two state recurrences that chunk_states reads per tile: the state
+//     weight (as in the forward) and the adjoint's weight scale e^{b + m^_c - m_t} / (den + eps).
+//     Grid: (ceil(S / 128), B*H), 128 threads.
 template <class G>  // G unused: a template so that only the gate TUs compile it
 __global__ void __launch_bounds__(128) backward_token_weights_kernel(Args a) {
   const int t = blockIdx.x * 128 + threadIdx.x, bh = blockIdx.y;
   if (t >= a.S) return;
   const int64_t i = static_cast<int64_t>(bh) * a.S + t;
-  const int c = t / a.L;
-  const float* mhat = a.mhat + static_cast<int64_t>(bh) * (a.NC + 1);
-  const float g = a.bcum[static_cast<int64_t>(bh) * a.S + min(a.S, (c + 1) * a.L) - 1];
-  a.wstate[i] = state_weight(a.variant, g, a.bcum[i], a.iota[i], mhat[c + 1]);
-  a.wrev[i] = a.scale * expf(a.bcum[i] + mhat[c] - a.mtok[i]) * a.inv_den[i];
+  a.wstate[i] = token_state_weight(a, bh, t, i);
+  a.wrev[i] = a.scale * expf(a.bcum[i] + a.mhat[static_cast<int64_t>(bh) * (a.NC + 1) + t / a.L] - a.mtok[i]) * a.inv_den[i];
 }
 
 // ---- gate_grads: d iota_t = k_t . dk_t; d phi_t = sum_{u >= t} (q_u . dq_u - k_u . dk_u) + <dc_last, C_last> +
