@@ -362,4 +362,44 @@ __device__ __forceinline__ void store_acc(T* g, int64_t row_stride, const float 
     }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// acc(16 x 8 NT) += sum over parts of A(rows m0.., K) * B(K, 8 NT columns): A has NPA parts (sA + p * a_part),
+// B has NPB parts (sB + p * b_part); one of the two is 1. Per 16-deep k-step: A's parts, then per B part all NT
+// B fragments (ldmatrix.x4, two n-tiles each), then NT mma into NT different accumulators. The first version
+// (per n-tile: every part's mma into the same accumulator) issued dependent mma back to back; ldmatrix and mma are
+// volatile asm (hw/mma.cuh), so the source order is the issue order. GUARD: skip n-tiles at or past n_live
+// columns (head dims below the tile width), else no per-tile branch.
+template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT, int NPA, int NPB, bool GUARD>
+__device__ __forceinline__ void gemm_parts_body(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0,
+                                                const T* sB, int b_part, int ldb, int K, int n_live) {
+  static_assert(NT % 2 == 0, "n-tiles in pairs");
+#pragma unroll 1
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    FragA<T> fa[NPA];
+#pragma unroll
+    for (int q = 0; q < NPA; ++q) load_a<T, A_K_MAJOR>(fa[q], sA + q * a_part, lda, m0, k0);
+#pragma unroll
+    for (int p = 0; p < NPB; ++p) {
+      FragB<T> fb[NT];
+#pragma unroll
+      for (int nt = 0; nt < NT; nt += 2)
+        if (!GUARD || nt * 8 < n_live) load_b2<T, B_K_MAJOR>(fb[nt], fb[nt + 1], sB + p * b_part, ldb, nt * 8, k0);
+#pragma unroll
+      for (int q = 0; q < NPA; ++q)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+          if (!GUARD || nt * 8 < n_live) mma<T>(acc[nt], fa[q], fb[nt]);
+    }
+  }
+}
+template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT, int NPA, int NPB>
+__device__ __forceinline__ void gemm_parts(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0, const T* sB,
+                                           int b_part, int ldb, int K, int n_live) {
+  static_assert(NPA == 1 || NPB == 1, "parts on one operand");
+  if (n_live >= NT * 8)
+    gemm_parts_body<T, A_K_MAJOR, B_K_MAJOR, NT, NPA, NPB, false>(acc, sA, a_part, lda, m0, sB, b_part, ldb, K, n_live);
+  else if (n_live > 0)
+    gemm_parts_body<T, A_K_MAJOR, B_K_MAJOR, NT, NPA, NPB, true>(acc, sA, a_part, lda, m0, sB, b_part, ldb, K, n_live);
+}
+
 }  // namespace tfla::cuda

@@ -1,7 +1,7 @@
 // Unit tests of the hardware layer (src/cuda/hw/mma.cuh) through the fragment primitives that wrap it
 // (src/cuda/tiles.cuh): cp.async tile loads with zero fill, ldmatrix (x2/x4, plain and .trans) in every
 // operand orientation, also as load_b2 (two n-tiles per ldmatrix.x4), and mma.sync m16n8k16 (bf16, f16) or the
-// fp32 FMA emulation, against a host GEMM; and the register-side split of fp32 values into 3 parts (pack2_split).
+// fp32 FMA emulation, against a host GEMM; the register-side split of fp32 values into 3 parts (pack2_split); named barriers.
 // SPDX-License-Identifier: Apache-2.0
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -169,6 +169,39 @@ void split3_case(int e_lo, int e_hi, double floor) {
   EXPECT_EQ(wrong_hi, 0);
   EXPECT_LE(worst, std::ldexp(1.0, -23));  // bf16: 3 x 8 significant bits; f16 parts carry more
   cudaFree(dx); cudaFree(dp);
+}
+
+// Named barriers (hw::named_barrier_sync): warps w and w + 4 of 8 form pair w % 4 on barrier 1 + w % 4 (as the forward
+// walk's row groups do). The upper warp of each pair writes its values only after a ~20 us spin, so a reader that
+// did not wait at the barrier would see the poison instead.
+__global__ void named_barrier_kernel(int* out) {
+  __shared__ int buf[8][32];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  buf[warp][lane] = -1;
+  __syncthreads();
+  if (warp >= 4) {
+    const long long t0 = clock64();
+    while (clock64() - t0 < 40000) {
+    }
+  }
+  buf[warp][lane] = 100 * warp + lane;
+  tc::hw::named_barrier_sync(1 + (warp & 3), 64);
+  out[warp * 32 + lane] = buf[warp ^ 4][lane];
+}
+
+TEST(HwLayer, NamedBarrierPairs) {
+  int* d;
+  ASSERT_EQ(cudaMalloc(&d, 256 * sizeof(int)), cudaSuccess);
+  cudaMemset(d, 0xff, 256 * sizeof(int));
+  named_barrier_kernel<<<1, 256>>>(d);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<int> h(256);
+  cudaMemcpy(h.data(), d, 256 * sizeof(int), cudaMemcpyDeviceToHost);
+  int wrong = 0;
+  for (int w = 0; w < 8; ++w)
+    for (int l = 0; l < 32; ++l) wrong += h[w * 32 + l] != 100 * (w ^ 4) + l;
+  EXPECT_EQ(wrong, 0);
+  cudaFree(d);
 }
 
 TEST(HwLayer, MmaBf16AllOrientations) { all_orientations<__nv_bfloat16>(); }

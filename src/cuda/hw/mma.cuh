@@ -60,6 +60,14 @@ __device__ __forceinline__ void cp_async_4(void* smem_dst, const void* gmem_src,
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(smem_dst)), "l"(gmem_src),
                "r"(src_bytes));
 }
+// PTX ISA, "Parallel synchronization and communication instructions: bar, barrier": bar.sync with a barrier id and
+// a thread count (a multiple of 32). Named barrier `id` (1..15; 0 is __syncthreads') completes once `count` threads
+// of the block have arrived; the block's other warps run on. Orders the group's shared-memory accesses like
+// __syncthreads.
+__device__ __forceinline__ void named_barrier_sync(int id, int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
 // PTX ISA, "cp.async.commit_group" and "cp.async.wait_group".
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>

@@ -35,45 +35,6 @@
 
 namespace tfla::cuda {
 
-// acc(16 x 8 NT) += sum over parts of A(rows m0.., K) * B(K, 8 NT columns): A has NPA parts (sA + p * a_part),
-// B has NPB parts (sB + p * b_part); one of the two is 1. Per 16-deep k-step: A's parts, then per B part all NT
-// B fragments (ldmatrix.x4, two n-tiles each), then NT mma into NT different accumulators. The first version
-// (per n-tile: every part's mma into the same accumulator) issued dependent mma back to back; ldmatrix and mma are
-// volatile asm (hw/mma.cuh), so the source order is the issue order. GUARD: skip n-tiles at or past n_live
-// columns (head dims below the tile width), else no per-tile branch.
-template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT, int NPA, int NPB, bool GUARD>
-__device__ __forceinline__ void gemm_parts_body(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0,
-                                                const T* sB, int b_part, int ldb, int K, int n_live) {
-  static_assert(NT % 2 == 0, "n-tiles in pairs");
-#pragma unroll 1
-  for (int k0 = 0; k0 < K; k0 += 16) {
-    FragA<T> fa[NPA];
-#pragma unroll
-    for (int q = 0; q < NPA; ++q) load_a<T, A_K_MAJOR>(fa[q], sA + q * a_part, lda, m0, k0);
-#pragma unroll
-    for (int p = 0; p < NPB; ++p) {
-      FragB<T> fb[NT];
-#pragma unroll
-      for (int nt = 0; nt < NT; nt += 2)
-        if (!GUARD || nt * 8 < n_live) load_b2<T, B_K_MAJOR>(fb[nt], fb[nt + 1], sB + p * b_part, ldb, nt * 8, k0);
-#pragma unroll
-      for (int q = 0; q < NPA; ++q)
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-          if (!GUARD || nt * 8 < n_live) mma<T>(acc[nt], fa[q], fb[nt]);
-    }
-  }
-}
-template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT, int NPA, int NPB>
-__device__ __forceinline__ void gemm_parts(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0, const T* sB,
-                                           int b_part, int ldb, int K, int n_live) {
-  static_assert(NPA == 1 || NPB == 1, "parts on one operand");
-  if (n_live >= NT * 8)
-    gemm_parts_body<T, A_K_MAJOR, B_K_MAJOR, NT, NPA, NPB, false>(acc, sA, a_part, lda, m0, sB, b_part, ldb, K, n_live);
-  else if (n_live > 0)
-    gemm_parts_body<T, A_K_MAJOR, B_K_MAJOR, NT, NPA, NPB, true>(acc, sA, a_part, lda, m0, sB, b_part, ldb, K, n_live);
-}
-
 template <class T>
 __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
@@ -117,8 +78,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   const int dk_live = a.Dk - kDkCols * cg;  // this warp's live dq / dk columns (<= 0: none)
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
   const int64_t slot = static_cast<int64_t>(bh) * (a.NC + 1) + c;
-  const float m_in = a.mhat[slot], m_out = a.mhat[slot + 1];
-  const float g = a.bcum[tok0 + t0 + ntok - 1];
+  const float m_in = a.mhat[slot];
   const int64_t state_elems = static_cast<int64_t>(a.Dk) * a.Dv;
   const float* const cst = a.cstates + slot * state_elems;          // C^_c (the backward's fp32 recompute)
   const float* const dcst = a.dcstates + (slot + 1) * state_elems;  // dC^_{c+1}
@@ -163,7 +123,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     sM[tid] = mt;
     sInv[tid] = inv;
     sSq[tid] = ok ? expf(bt + m_in - mt) * inv : 0.f;
-    sSk[tid] = ok ? state_weight(a.variant, g, bt, io, m_out) : 0.f;
+    sSk[tid] = ok ? a.wstate[t] : 0.f;  // state_weight, stored by prepare_gates (backward_token_weights_kernel)
   } else if (tid < kTile + kGradMaxDk) {
     const int d = tid - kTile;
     sDn[d] = d < a.Dk ? a.dnstates[(slot + 1) * a.Dk + d] : 0.f;

@@ -45,9 +45,11 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
   constexpr int kSlotElems = kTile * kWalkLd;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* const sRing = reinterpret_cast<T*>(smem_raw);  // slot s: Q at 3s, K at 3s + 1, V at 3s + 2 (kSlotElems each)
-  T* const sC = sRing + kWalkSlots * 3 * kSlotElems;  // C^_c as T, [dk][dv col of this block]
-  float* const sTok = reinterpret_cast<float*>(sC + kWalkMaxDk * kWalkLd);  // slot s: b, iota, m, w (64 each)
-  float* const sN = sTok + kWalkSlots * kWalkSlotFloats;  // n^_c as two partial sums: [d] + [kWalkMaxDk + d]
+  T* const sC = sRing + kWalkSlots * 3 * kSlotElems;  // C^_c as T, [dk][dv col of this block]; n^ parts in the pad
+  T* const sP0 = sC + kWalkMaxDk * kWalkLd;            // P of partner buffer pb: [query row][partner token]
+  float* const sTok = reinterpret_cast<float*>(sP0 + kWalkPBufs * kTile * kWalkLdP);  // slot s: b, iota, m, w
+  float* const sN = sTok + kWalkSlots * kWalkSlotFloats;  // n^ as two partial sums: [d] + [kWalkMaxDk + d]
+  float* const sRowP = sN + 2 * kWalkMaxDk;               // [pb][column half][row]: P's row sums
   auto sQ = [&](int s) { return sRing + (3 * s) * kSlotElems; };
   auto sK = [&](int s) { return sRing + (3 * s + 1) * kSlotElems; };
   auto sV = [&](int s) { return sRing + (3 * s + 2) * kSlotElems; };
@@ -56,6 +58,10 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
   auto sM = [&](int s) { return sB(s) + 2 * kTile; };
   auto sW = [&](int s) { return sB(s) + 3 * kTile; };
   auto sChunk = [&](int s) { return sB(s) + 4 * kTile; };  // [0] = the chunk's decay, [1] = m^_c
+  auto sP = [&](int pb) { return sP0 + pb * kTile * kWalkLdP; };
+  // bf16 carries n^ in the state copy's pad (hi, lo parts: ~2^-17 relative, within fp32's exponent range); f16's
+  // range (65,504) could not hold it, so f16 keeps v3's scalar q . n^ loop over the fp32 partial sums in sN.
+  constexpr bool kNInPad = std::is_same_v<T, __nv_bfloat16>;
 
   const int dvt = blockIdx.x, bh = blockIdx.y, seg = blockIdx.z, b = bh / a.H, h = bh % a.H;
   const int warp = threadIdx.x >> 5, tid = threadIdx.x, lane = tid & 31, g4 = lane >> 2;
@@ -152,7 +158,18 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
                 const int r = unit_row[i] + acc_row(0, e), cl = unit_col[i] + acc_col(nt, e);
                 *reinterpret_cast<uint32_t*>(sC + r * kWalkLd + cl) = pack2<T>(st[i][nt][e], st[i][nt][e + 1]);
               }
-        sN[tid] = (tid % kWalkMaxDk) < a.Dk ? n : 0.f;
+        if constexpr (kNInPad) {
+          // partial sum tid / 128 of n^[tid % 128] as (hi, lo) at columns kWalkNCol + 2 (tid / 128) + {0, 1}; the
+          // half-0 threads zero columns +4.. (the n-tile is 8 wide)
+          const int d = tid % kWalkMaxDk, half = tid / kWalkMaxDk;
+          const float nv = d < a.Dk ? n : 0.f;
+          const float hi = to_float<T>(from_float<T>(nv));
+          uint32_t* row = reinterpret_cast<uint32_t*>(sC + d * kWalkLd + kWalkNCol);
+          row[half] = pack2<T>(hi, nv - hi);
+          row[2 + half] = 0u;
+        } else {
+          sN[tid] = (tid % kWalkMaxDk) < a.Dk ? n : 0.f;
+        }
       }
       const float decay = sChunk(s)[0];  // e^{g_c + m^_c - m^_{c+1}} <= 1 (prepare_gates)
 #pragma unroll
@@ -165,33 +182,56 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
       if constexpr (!STATES_ONLY) __syncthreads();  // the state copy is visible
     }
 
-    // ---- h of tile j (warp: 16 query rows x 64 columns) ---------------------------------------------
+    // ---- h of tile j (warp: 16 query rows x 64 columns; the row group's two warps split the scores) --------
     if constexpr (!STATES_ONLY) {
-      const int rw = 16 * (warp & 3), cw = 64 * (warp >> 2);
-      if (cw < dvc) {
-        const T* q = sQ(s);
-        const float m_in = sChunk(s)[1];
-        float acc[8][4];
-        zero(acc);
-        warp_gemm_ld<T, true, false, 8>(acc, q, kWalkLd, rw, sC + cw, kWalkLd, dk16);
-        // this thread's rows: rw + g4 (e = 0, 1) and rw + g4 + 8 (e = 2, 3)
-        float rscale[2], nq[2], rb[2], rm[2];
+      const int rg = warp & 3, ch = warp >> 2, rw = 16 * rg, cw = 64 * ch;
+      const bool has_cols = cw < dvc;  // both warps of a row group form scores; only these form h
+      const T* q = sQ(s);
+      const float m_in = sChunk(s)[1];
+      // this thread's rows: rw + g4 (e = 0, 1) and rw + g4 + 8 (e = 2, 3)
+      float rscale[2], rb[2], rm[2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int r = rw + g4 + 8 * i;
+        rb[i] = sB(s)[r];
+        rm[i] = sM(s)[r];
+        rscale[i] = r < ntok ? expf(rb[i] + m_in - rm[i]) * a.scale : 0.f;
+      }
+      float acc[8][4], nq[2] = {0.f, 0.f};
+      zero(acc);
+      if (has_cols) {
+        // Q C^ over Dk, and (bf16) q . n^ from the pad columns as a ninth n-tile
+        float accn[1][4];
+        zero(accn);
+#pragma unroll 1
+        for (int k0 = 0; k0 < dk16; k0 += 16) {
+          FragA<T> fa[1];
+          load_a<T, true>(fa[0], q, kWalkLd, rw, k0);
+          mma_parts_over_tiles<T, false, 8, 1>(acc, fa, sC + cw, kWalkLd, k0);
+          if constexpr (kNInPad) {
+            FragB<T> fb;
+            load_b<T, false>(fb, sC + kWalkNCol, kWalkLd, 0, k0);
+            mma<T>(accn[0], fa[0], fb);
+          }
+        }
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-          const int r = rw + g4 + 8 * i;
-          rb[i] = sB(s)[r];
-          rm[i] = sM(s)[r];
-          rscale[i] = r < ntok ? expf(rb[i] + m_in - rm[i]) * a.scale : 0.f;
-          // n^_c . q_r: lanes 4g..4g+3 split Dk in 8-element vectors
-          float x = 0.f;
-          for (int d0 = 8 * (lane & 3); d0 < a.Dk; d0 += 32) {
-            const uint4 raw = *reinterpret_cast<const uint4*>(q + r * kWalkLd + d0);
-            const uint32_t w4[4] = {raw.x, raw.y, raw.z, raw.w};
+          float x;
+          if constexpr (kNInPad) {
+            x = accn[0][2 * i] + accn[0][2 * i + 1];  // lanes 4g, 4g + 1: the two partial sums' (hi, lo) products
+          } else {
+            // n^_c . q_r: lanes 4g..4g+3 split Dk in 8-element vectors
+            const int r = rw + g4 + 8 * i;
+            x = 0.f;
+            for (int d0 = 8 * (lane & 3); d0 < a.Dk; d0 += 32) {
+              const uint4 raw = *reinterpret_cast<const uint4*>(q + r * kWalkLd + d0);
+              const uint32_t w4[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
-            for (int k = 0; k < 4; ++k) {
-              const float2 f = unpack2<T>(w4[k]);
-              x += f.x * (sN[d0 + 2 * k] + sN[kWalkMaxDk + d0 + 2 * k]) +
-                   f.y * (sN[d0 + 2 * k + 1] + sN[kWalkMaxDk + d0 + 2 * k + 1]);
+              for (int k = 0; k < 4; ++k) {
+                const float2 f = unpack2<T>(w4[k]);
+                x += f.x * (sN[d0 + 2 * k] + sN[kWalkMaxDk + d0 + 2 * k]) +
+                     f.y * (sN[d0 + 2 * k + 1] + sN[kWalkMaxDk + d0 + 2 * k + 1]);
+              }
             }
           }
           x += __shfl_xor_sync(0xffffffffu, x, 1);
@@ -202,56 +242,68 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
         for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) acc[nt][e] *= rscale[e >> 1];
+      }
 
-        // intra-chunk: partner tiles of chunk c up to j (L <= 128: at most tile j - 1, still in the ring)
-        float rowsum[2] = {0.f, 0.f};
-        for (int p = max(c * tpc, j_begin); p <= j; ++p) {
-          const int ps = (p - j_begin) % kWalkSlots, p0 = p * kTile;
-          float sc[8][4];
-          zero(sc);
-          warp_gemm_ld<T, true, true, 8>(sc, q, kWalkLd, rw, sK(ps), kWalkLd, dk16);
-          // P = S * e^{((b_tau - b_sigma) + iota_sigma) - m_tau} * scale (the materialized path's order: b_tau - b_sigma is
-          // exact for nearby tokens). The causal mask is a select on every element (a branch on the diagonal tile cost
-          // 12 bytes of spills at the 255-register limit); earlier partner tiles are full. Rows
-          // past S (zero-filled, never stored) may get any value; they stay in their own rows of P V.
-          const float* pb = sB(ps);
-          const float* pi = sIota(ps);
+      // intra-chunk: partner tiles of chunk c up to j (L <= 128: at most tile j - 1, still in the ring). Per partner:
+      // this warp's 32 score columns -> weights -> P half and its row sums to shared memory | pair barrier (named
+      // barrier 1 + rg: the row group's two warps) | P V over all 64 partners.
+      float rowsum[2] = {0.f, 0.f};
+      for (int p = max(c * tpc, j_begin); p <= j; ++p) {
+        const int ps = (p - j_begin) % kWalkSlots, p0 = p * kTile, pb = p % kWalkPBufs, col0 = kWalkScoreCols * ch;
+        float sc[kWalkScoreCols / 8][4];
+        zero(sc);
+        gemm_parts<T, true, true, kWalkScoreCols / 8, 1, 1>(sc, q, 0, kWalkLd, rw, sK(ps) + col0 * kWalkLd, 0, kWalkLd,
+                                                             dk16, kWalkScoreCols);
+        // P = S * e^{((b_tau - b_sigma) + iota_sigma) - m_tau} * scale (the materialized path's order: b_tau - b_sigma is
+        // exact for nearby tokens). The causal mask is a select on every element (a branch on the diagonal tile cost
+        // 12 bytes of spills at the 255-register limit); earlier partner tiles are full. Rows past S (zero-filled,
+        // never stored) may get any value; they stay in their own rows of P V.
+        const float* pbc = sB(ps);
+        const float* pic = sIota(ps);
+        float rs[2] = {0.f, 0.f};
+        T* const sp = sP(pb);
 #pragma unroll
-          for (int nt = 0; nt < 8; ++nt)
+        for (int nt = 0; nt < kWalkScoreCols / 8; ++nt) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = rw + g4 + 8 * (e >> 1), pc = acc_col(nt, e);
-              float w = decay_exp<T>(((rb[e >> 1] - pb[pc]) + pi[pc]) - rm[e >> 1]) * a.scale;
-              if (p0 + pc > t0 + r) w = 0.f;
-              sc[nt][e] *= w;
-              rowsum[e >> 1] += sc[nt][e];
-            }
+          for (int e = 0; e < 4; ++e) {
+            const int r = rw + g4 + 8 * (e >> 1), pc = col0 + acc_col(nt, e);
+            float w = decay_exp<T>(((rb[e >> 1] - pbc[pc]) + pic[pc]) - rm[e >> 1]) * a.scale;
+            if (p0 + pc > t0 + r) w = 0.f;
+            sc[nt][e] *= w;
+            rs[e >> 1] += sc[nt][e];
+          }
+#pragma unroll
+          for (int i = 0; i < 2; ++i)
+            *reinterpret_cast<uint32_t*>(sp + (rw + g4 + 8 * i) * kWalkLdP + col0 + acc_col(nt, 0)) =
+                pack2<T>(sc[nt][2 * i], sc[nt][2 * i + 1]);
+        }
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          rs[i] += __shfl_xor_sync(0xffffffffu, rs[i], 1);
+          rs[i] += __shfl_xor_sync(0xffffffffu, rs[i], 2);
+          if ((lane & 3) == 0) sRowP[(pb * 2 + ch) * kTile + rw + g4 + 8 * i] = rs[i];
+        }
+        hw::named_barrier_sync(1 + rg, 64);
+#pragma unroll
+        for (int i = 0; i < 2; ++i)  // both halves in the same order in both warps
+          rowsum[i] += sRowP[(pb * 2) * kTile + rw + g4 + 8 * i] + sRowP[(pb * 2 + 1) * kTile + rw + g4 + 8 * i];
+        if (has_cols) {
           const T* vp = sV(ps) + cw;
-#pragma unroll
-          for (int kk = 0; kk < 4; ++kk) {  // k-step kk: partners 16kk.. = score n-tiles 2kk, 2kk + 1
-            FragA<T> pa;
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-              pa.r[2 * hf] = pack2<T>(sc[2 * kk + hf][0], sc[2 * kk + hf][1]);
-              pa.r[2 * hf + 1] = pack2<T>(sc[2 * kk + hf][2], sc[2 * kk + hf][3]);
-            }
-#pragma unroll
-            for (int nt = 0; nt < 8; ++nt) {
-              FragB<T> bf;
-              load_b<T, false>(bf, vp, kWalkLd, nt * 8, 16 * kk);
-              mma<T>(acc[nt], pa, bf);
-            }
+#pragma unroll 1
+          for (int k0 = 0; k0 < kTile; k0 += 16) {
+            FragA<T> pa[1];
+            load_a<T, true>(pa[0], sp, kWalkLdP, rw, k0);
+            mma_parts_over_tiles<T, false, 8, 1>(acc, pa, vp, kWalkLd, k0);
           }
         }
+      }
 
-        // epilogue: den = max(|n.q|, e^{-m}) (exp) or max(|n.q|, 1) (sig, normalized); h = num / (den + eps)
+      // epilogue: den = max(|n.q|, e^{-m}) (exp) or max(|n.q|, 1) (sig, normalized); h = num / (den + eps)
+      if (has_cols) {
         float inv[2];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-          float rs = rowsum[i];
-          rs += __shfl_xor_sync(0xffffffffu, rs, 1);
-          rs += __shfl_xor_sync(0xffffffffu, rs, 2);
-          const float nqt = rs + nq[i];
+          const float nqt = rowsum[i] + nq[i];
           float den = 1.f;
           inv[i] = 1.f;
           if (a.variant == TFLA_VARIANT_EXP) {
@@ -289,18 +341,13 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
         // fragment is reloaded per part: at the 255-register limit, holding it spilled on sm_80)
 #pragma unroll 1
         for (int pp = 0; pp < PARTS; ++pp) {
-          FragA<T> ap;
+          FragA<T> ap[1];
           {
             FragA<T> araw;
             load_a<T, false>(araw, sK(s), kWalkLd, unit_row[i], k0);
-            scale_a_cols_part<T, PARTS>(ap, araw, w, k0, pp);
+            scale_a_cols_part<T, PARTS>(ap[0], araw, w, k0, pp);
           }
-#pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
-            FragB<T> bf;
-            load_b<T, false>(bf, sV(s) + unit_col[i], kWalkLd, nt * 8, k0);
-            mma<T>(st[i][nt], ap, bf);
-          }
+          mma_parts_over_tiles<T, false, 8, 1>(st[i], ap, sV(s) + unit_col[i], kWalkLd, k0);
         }
       }
     }
