@@ -155,14 +155,28 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float x, float y) 
 }
 
 // Two floats -> PARTS registers whose sum carries them (split_store's scheme, in registers).
+// bf16, 3 parts: part 0 = bf16(x) rounded to nearest; the remainder r = x - part 0 is exact in fp32 and has at most
+// 16 significant bits, so part 1 = r truncated to bf16 (its upper 16 bits) and part 2 = r - part 1 (at most 8
+// significant bits: exactly a bf16) split it exactly, with masks and byte permutes instead of two more rounding
+// conversions and their unpacking (chunk_gradients' state split: 11 instead of 15 instructions per pair).
 template <class T, int PARTS>
 __device__ __forceinline__ void pack2_split(uint32_t* dst, int stride, float x, float y) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && PARTS == 3) {
+    dst[0] = pack2<T>(x, y);
+    const float2 h = unpack2<T>(dst[0]);
+    const uint32_t rx = __float_as_uint(x - h.x), ry = __float_as_uint(y - h.y);
+    dst[stride] = __byte_perm(rx, ry, 0x7632);  // upper halves: x's in the low half, y's in the high half
+    const float lx = __uint_as_float(rx) - __uint_as_float(rx & 0xffff0000u);
+    const float ly = __uint_as_float(ry) - __uint_as_float(ry & 0xffff0000u);
+    dst[2 * stride] = __byte_perm(__float_as_uint(lx), __float_as_uint(ly), 0x7632);
+  } else {
 #pragma unroll
-  for (int p = 0; p < PARTS; ++p) {
-    dst[p * stride] = pack2<T>(x, y);
-    const float2 r = unpack2<T>(dst[p * stride]);
-    x -= r.x;
-    y -= r.y;
+    for (int p = 0; p < PARTS; ++p) {
+      dst[p * stride] = pack2<T>(x, y);
+      const float2 r = unpack2<T>(dst[p * stride]);
+      x -= r.x;
+      y -= r.y;
+    }
   }
 }
 
