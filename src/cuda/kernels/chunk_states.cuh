@@ -52,6 +52,10 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
   const int dk0 = ti * kTile, dv0 = tj * kTile;
   const int rows = min(kTile, a.Dk - dk0), cols = min(kTile, a.Dv - dv0);
   const bool carries_n = tj == 0;
+  // n^: the forward's denominators need it; in the backward's recompute (statedot set) only <dn_last, n_last> does
+  // (den comes from the forward's den_token), so without dn_last the 64-token loop, which held 2 of the 4 warps of
+  // every Dv-tile-0 block before the barrier, is skipped there.
+  const bool tracks_n = carries_n && tid < rows && (!a.statedot || a.dn_last.data);
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
   STATE_T* states = reinterpret_cast<STATE_T*>(REVERSE ? a.dcstates : a.cstates) +
                     static_cast<int64_t>(bh) * (a.NC + 1) * a.Dk * a.Dv;
@@ -160,7 +164,7 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
         for (int e = 0; e < 4; ++e) acc[nt][e] *= decay;
       n *= decay;
     }
-    if (!REVERSE && carries_n && tid < rows) {
+    if (!REVERSE && tracks_n) {
       float s = 0.f;
 #pragma unroll 8
       for (int r = 0; r < kTile; ++r) s += sW[r] * to_float<T>(sA[r * kLd + tid]);  // zero weight past the end

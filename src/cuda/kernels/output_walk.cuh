@@ -62,6 +62,11 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
   // bf16 carries n^ in the state copy's pad (hi, lo parts: ~2^-17 relative, within fp32's exponent range); f16's
   // range (65,504) could not hold it, so f16 keeps v3's scalar q . n^ loop over the fp32 partial sums in sN.
   constexpr bool kNInPad = std::is_same_v<T, __nv_bfloat16>;
+  // mLSTMsig with normalize = 0 divides by nothing: h needs neither n^ . q nor P's row sums, and n^ itself is only
+  // wanted as the final state's n_last (and, for that, the segments' n^). v5.0 computed them for every variant (the
+  // n^ update alone is a 32-token loop per thread and tile, ~12% of the walk's instructions; bench/NOTES.md v5.2).
+  const bool uses_den = a.variant == TFLA_VARIANT_EXP || a.normalize;
+  const bool tracks_n = uses_den || a.n_last.data != nullptr;
 
   const int dvt = blockIdx.x, bh = blockIdx.y, seg = blockIdx.z, b = bh / a.H, h = bh % a.H;
   const int warp = threadIdx.x >> 5, tid = threadIdx.x, lane = tid & 31, g4 = lane >> 2;
@@ -208,14 +213,14 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
           FragA<T> fa[1];
           load_a<T, true>(fa[0], q, kWalkLd, rw, k0);
           mma_parts_over_tiles<T, false, 8, 1>(acc, fa, sC + cw, kWalkLd, k0);
-          if constexpr (kNInPad) {
+          if (kNInPad && uses_den) {
             FragB<T> fb;
             load_b<T, false>(fb, sC + kWalkNCol, kWalkLd, 0, k0);
             mma<T>(accn[0], fa[0], fb);
           }
         }
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < 2 && uses_den; ++i) {
           float x;
           if constexpr (kNInPad) {
             x = accn[0][2 * i] + accn[0][2 * i + 1];  // lanes 4g, 4g + 1: the two partial sums' (hi, lo) products
@@ -278,14 +283,14 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
                 pack2<T>(sc[nt][2 * i], sc[nt][2 * i + 1]);
         }
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < 2 && uses_den; ++i) {
           rs[i] += __shfl_xor_sync(0xffffffffu, rs[i], 1);
           rs[i] += __shfl_xor_sync(0xffffffffu, rs[i], 2);
           if ((lane & 3) == 0) sRowP[(pb * 2 + ch) * kTile + rw + g4 + 8 * i] = rs[i];
         }
         hw::named_barrier_sync(1 + rg, 64);
 #pragma unroll
-        for (int i = 0; i < 2; ++i)  // both halves in the same order in both warps
+        for (int i = 0; i < 2 && uses_den; ++i)  // both halves in the same order in both warps
           rowsum[i] += sRowP[(pb * 2) * kTile + rw + g4 + 8 * i] + sRowP[(pb * 2 + 1) * kTile + rw + g4 + 8 * i];
         if (has_cols) {
           const T* vp = sV(ps) + cw;
@@ -353,7 +358,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
     }
     {
       const int d = tid % kWalkMaxDk, r0 = (tid / kWalkMaxDk) * (kTile / 2);
-      if (d < a.Dk) {
+      if (tracks_n && d < a.Dk) {
         const T* kk = sK(s) + d;
         float x = 0.f;
 #pragma unroll 8
