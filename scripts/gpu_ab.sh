@@ -27,10 +27,8 @@ for tree in "$PWD" "$A"; do
 done
 echo "built A and B"
 
-PEERS=""
-if ls .peers/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/peers .peers/*.whl && PEERS=/tmp/peers
-fi
+source scripts/gpu_triton.sh
+PEERS=$(triton_install)
 : >"$OUT/ab.jsonl"
 for S in "${SEQS[@]}"; do
   B=$((65536 / S))
@@ -43,12 +41,7 @@ for S in "${SEQS[@]}"; do
       done
     done
   done
-  if [ -n "$PEERS" ]; then
-    for v in "sig --normalize 0" "exp"; do
-      PYTHONPATH=$PEERS timeout 200 python3 bench/peers/triton_mlstm.py --variant $v -S $S --chunk 128 \
-        2>>"$OUT/ab.err" | sed 's/^{/{"ab":"triton",/' >>"$OUT/ab.jsonl"
-    done
-  fi
+  triton_main_shape "$PEERS" "$S" "$OUT/ab.err" | sed 's/^{/{"ab":"triton",/' >>"$OUT/ab.jsonl"
 done
 python3 - "$OUT/ab.jsonl" <<'PY' | tee "$OUT/ab_table.md"
 import json, statistics, sys

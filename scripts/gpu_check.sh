@@ -73,10 +73,8 @@ fi
 
 if want bench; then
   echo "== benchmark: tfla vs Triton reference, H=16 Dk=128 Dv=256, 65536 tokens, bf16"
-  PEERS=""
-  if ls .peers/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/peers .peers/*.whl && PEERS=/tmp/peers
-  fi
+  source scripts/gpu_triton.sh
+  PEERS=$(triton_install)
   : >"$OUT/bench.jsonl"
   for S in 1024 16384 65536; do
     B=$((65536 / S))
@@ -92,12 +90,7 @@ if want bench; then
         done
       done
     done
-    if [ -n "$PEERS" ]; then
-      for v in "sig --normalize 0" "exp"; do
-        PYTHONPATH=$PEERS timeout 300 python3 bench/peers/triton_mlstm.py --variant $v -S $S --chunk 128 \
-          2>>"$OUT/bench.err" | tee -a "$OUT/bench.jsonl"
-      done
-    fi
+    triton_main_shape "$PEERS" "$S" "$OUT/bench.err" | tee -a "$OUT/bench.jsonl"
   done
   python3 bench/summarize.py "$OUT/bench.jsonl" | tee "$OUT/bench_table.md"
 fi
