@@ -200,8 +200,10 @@ __device__ __forceinline__ void scale_a_cols(FragA<T> (&out)[PARTS], const FragA
     pack2_split<T, PARTS>(&out[0].r[i], sizeof(FragA<T>) / sizeof(uint32_t), y.x, y.y);
   }
 }
-// Part `part` only of scale_a_cols' split (the same values): callers that loop over the parts keep one
-// fragment live instead of PARTS (the forward walk's final-state variant sits at the register limit).
+// Part `part` only of a split of the same weighted values: callers that loop over the parts keep one fragment live
+// instead of PARTS (the forward walk's final-state variant). Part 0 equals scale_a_cols'; the later parts are
+// rounded, where pack2_split's bf16 3-part split truncates, so the parts differ while their sum is the same within
+// ~fp32.
 template <class T, int PARTS>
 __device__ __forceinline__ void scale_a_cols_part(FragA<T>& out, const FragA<T>& a, const float* w, int k0, int part) {
 #pragma unroll

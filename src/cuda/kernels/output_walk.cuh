@@ -292,15 +292,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) output_walk_kernel(Args a) {
 #pragma unroll
         for (int i = 0; i < 2 && uses_den; ++i)  // both halves in the same order in both warps
           rowsum[i] += sRowP[(pb * 2) * kTile + rw + g4 + 8 * i] + sRowP[(pb * 2 + 1) * kTile + rw + g4 + 8 * i];
-        if (has_cols) {
-          const T* vp = sV(ps) + cw;
-#pragma unroll 1
-          for (int k0 = 0; k0 < kTile; k0 += 16) {
-            FragA<T> pa[1];
-            load_a<T, true>(pa[0], sp, kWalkLdP, rw, k0);
-            mma_parts_over_tiles<T, false, 8, 1>(acc, pa, vp, kWalkLd, k0);
-          }
-        }
+        if (has_cols) gemm_parts<T, true, false, 8, 1, 1>(acc, sp, 0, kWalkLdP, rw, sV(ps) + cw, 0, kWalkLd, kTile, kTile);
       }
 
       // epilogue: den = max(|n.q|, e^{-m}) (exp) or max(|n.q|, 1) (sig, normalized); h = num / (den + eps)
