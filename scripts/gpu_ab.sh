@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A/B on one GPU in one call: the working tree (B) against a copy of it with some files replaced (A, the files under
 # BASE_DIR at their paths relative to the repository root, e.g. the committed version of a kernel). Builds both,
-# times tfla A and B alternately (A B A B per setting, tfla-bench
-# medians of 30 repetitions each) next to the Triton reference at the main setting, and prints a table of the
-# per-setting medians and ratios; then runs the GPU grid on B (the candidate). Results in $OUT (the device tool's output folder) or ./gpu-out.
+# times tfla A and B alternately (A B A B per setting, tfla-bench medians of 30 repetitions each) next to the Triton
+# reference at the main setting, prints a table of the per-setting medians and ratios, then runs the GPU grid on B
+# (the candidate). Results in $OUT (the device tool's output folder) or ./gpu-out.
 #   usage: bash scripts/gpu_ab.sh BASE_DIR [S ...]     (default S: 1024 65536)
 #   TFLA_AB_GRID=0 skips the grid.
 set -uo pipefail
@@ -27,7 +27,7 @@ for tree in "$PWD" "$A"; do
 done
 echo "built A and B"
 
-source scripts/gpu_triton.sh
+source scripts/gpu_common.sh
 PEERS=$(triton_install)
 : >"$OUT/ab.jsonl"
 for S in "${SEQS[@]}"; do
@@ -67,19 +67,6 @@ PY
 
 # the grid last: the timing decides whether B is worth verifying
 if [ "${TFLA_AB_GRID:-1}" = 1 ]; then
-  J=$(nproc)
-  for i in $(seq 0 $((J - 1))); do
-    GTEST_TOTAL_SHARDS=$J GTEST_SHARD_INDEX=$i build/cuda-h100/tests/tfla_test_cuda --gtest_brief=1 \
-      --gtest_output=json:"$OUT/grid_$i.json" >"$OUT/grid_$i.log" 2>&1 &
-  done
-  wait
-  cat "$OUT"/grid_*.log >"$OUT/grid.log"; rm -f "$OUT"/grid_*.log
-  python3 - "$OUT" <<'PY'
-import glob, json, sys
-t = f = 0
-for p in glob.glob(sys.argv[1] + "/grid_*.json"):
-    d = json.load(open(p)); t += d["tests"]; f += d["failures"]
-print(f"grid (B): {t - f} passed, {f} failed")
-PY
+  echo "grid (B): $(grid_shards build/cuda-h100/tests/tfla_test_cuda "$OUT/grid")"
 fi
 

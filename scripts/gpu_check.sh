@@ -18,6 +18,7 @@ export PYTHONUNBUFFERED=1
 BUILD=build/cuda-h100
 JOBS=$(nproc)
 summary=()
+source scripts/gpu_common.sh
 
 echo "== device"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/device.txt"
@@ -42,21 +43,8 @@ if want test; then
 
   echo "== GPU grid vs fp64 reference ($JOBS shards)"
   t0=$(date +%s)
-  for i in $(seq 0 $((JOBS - 1))); do
-    GTEST_TOTAL_SHARDS=$JOBS GTEST_SHARD_INDEX=$i "$BUILD/tests/tfla_test_cuda" --gtest_brief=1 \
-      --gtest_output=json:"$OUT/test_cuda_$i.json" >"$OUT/test_cuda_$i.log" 2>&1 &
-  done
-  wait
-  cat "$OUT"/test_cuda_*.log > "$OUT/test_cuda.log"
+  res=$(grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda")
   grep -E "Failure|FAILED|error|Expected|Which is|actual|max\|" "$OUT/test_cuda.log" | head -60
-  res=$(python3 - "$OUT" <<'PY'
-import json, glob, sys
-t = f = 0
-for p in glob.glob(sys.argv[1] + "/test_cuda_*.json"):
-    d = json.load(open(p)); t += d["tests"]; f += d["failures"]
-print(f"{t - f} passed, {f} failed")
-PY
-)
   echo "grid: $res in $(( $(date +%s) - t0 )) s"
   summary+=("GPU grid vs fp64 reference: $res")
 
@@ -73,7 +61,6 @@ fi
 
 if want bench; then
   echo "== benchmark: tfla vs Triton reference, H=16 Dk=128 Dv=256, 65536 tokens, bf16"
-  source scripts/gpu_triton.sh
   PEERS=$(triton_install)
   : >"$OUT/bench.jsonl"
   for S in 1024 16384 65536; do
