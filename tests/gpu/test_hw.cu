@@ -1,7 +1,9 @@
 // Unit tests of the hardware layer (src/cuda/hw/mma.cuh) through the fragment primitives that wrap it
 // (src/cuda/tiles.cuh): cp.async tile loads with zero fill, ldmatrix (x2/x4, plain and .trans) in every
 // operand orientation, also as load_b2 (two n-tiles per ldmatrix.x4), and mma.sync m16n8k16 (bf16, f16) or the
-// fp32 FMA emulation, against a host GEMM; the register-side split of fp32 values into 3 parts (pack2_split); named barriers.
+// fp32 FMA emulation, against a host GEMM; the register-side split of fp32 values into 3 parts (pack2_split); named barriers;
+// the Hopper layer (src/cuda/hw/wgmma.cuh, src/cuda/hopper/sw128.cuh): wgmma m64n64k16 with operands in the
+// 128-byte-swizzled layout, K-major and MN-major, A from shared memory and from registers (ldmatrix.trans).
 // SPDX-License-Identifier: Apache-2.0
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -10,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda/hopper/sw128.cuh"
 #include "cuda/tiles.cuh"
 
 namespace tc = tfla::cuda;
@@ -187,6 +190,125 @@ __global__ void named_barrier_kernel(int* out) {
   buf[warp][lane] = 100 * warp + lane;
   tc::hw::named_barrier_sync(1 + (warp & 3), 64);
   out[warp * 32 + lane] = buf[warp ^ 4][lane];
+}
+
+// ---- wgmma (sm_90a) ----------------------------------------------------------------------------------------
+// One warpgroup: D (64 x 64) = A (64 x K) B (K x 64) with
+//   kKMajorB:   A [m][k] and B [n][k] both K-major (K = 128: two panels, the descriptor's panel and 32-byte steps);
+//   kMnMajorB:  A [m][k] K-major, B [k][n] MN-major, read from panel 1 of a 128-column tile (K = 64);
+//   kRegisterA: A = X^T from registers (X [k][m] swizzled, ldmatrix.x4.trans, as the walk's K^T), B [k][n] MN-major.
+// Inputs arrive through load_tile_sw128 with nrows / ncols valid (the rest must read as zero).
+enum WgmmaCase { kKMajorB, kMnMajorB, kRegisterA };
+
+template <class T, int CASE>
+__global__ void wgmma_kernel(const T* a, const T* b, float* d, int nrows, int ncols) {
+#if TFLA_HAS_WGMMA
+  constexpr int K = CASE == kKMajorB ? 128 : 64, BCOLS = CASE == kKMajorB ? 128 : 128;
+  __shared__ __align__(1024) unsigned char sA[64 * 128 * 2];
+  __shared__ __align__(1024) unsigned char sB[64 * BCOLS * 2];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  tc::load_tile_sw128<T, 64, K == 128 ? 128 : 64, 128>(sA, a, K, nrows, ncols, tid);
+  tc::load_tile_sw128<T, 64, BCOLS, 128>(sB, b, BCOLS, CASE == kKMajorB ? nrows : 64, CASE == kKMajorB ? ncols : 128, tid);
+  tc::hw::cp_async_commit();
+  tc::hw::cp_async_wait<0>();
+  tc::hw::fence_proxy_async_smem();
+  __syncthreads();
+  const uint32_t a_addr = tc::hw::smem_addr(sA), b_addr = tc::hw::smem_addr(sB);
+  float acc[32];
+  for (int i = 0; i < 32; ++i) acc[i] = 0.f;
+  uint32_t fa[K / 16][4];
+  if constexpr (CASE == kRegisterA)
+    for (int k0 = 0; k0 < K; k0 += 16) tc::load_a_trans_sw128(fa[k0 / 16], sA, 64, 16 * warp, k0);
+  tc::hw::wgmma_fence();
+  tc::hw::wgmma_fence_operands(acc);
+#pragma unroll
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    if constexpr (CASE == kKMajorB)
+      tc::hw::Wgmma<T, 64>::template ss<0, 0>(acc, tc::desc_k_major(a_addr, 64, k0), tc::desc_k_major(b_addr, 64, k0), 1);
+    else if constexpr (CASE == kMnMajorB)
+      tc::hw::Wgmma<T, 64>::template ss<0, 1>(acc, tc::desc_k_major(a_addr, 64, k0), tc::desc_mn_major(b_addr, 64, 1, k0), 1);
+    else
+      tc::hw::Wgmma<T, 64>::template rs<1>(acc, fa[k0 / 16], tc::desc_mn_major(b_addr, 64, 0, k0), 1);
+  }
+  tc::hw::wgmma_commit();
+  tc::hw::wgmma_wait<0>();
+  tc::hw::wgmma_fence_operands(acc);
+  for (int j = 0; j < 8; ++j)
+    for (int e = 0; e < 4; ++e)
+      d[(16 * warp + lane / 4 + 8 * (e >> 1)) * 64 + 8 * j + 2 * (lane % 4) + (e & 1)] = acc[4 * j + e];
+#else
+  __trap();
+#endif
+}
+
+template <class T, int CASE>
+void wgmma_case(int nrows, int ncols) {
+  constexpr int K = CASE == kKMajorB ? 128 : 64;
+  const int na = 64 * (CASE == kKMajorB ? 128 : 64), nb = 64 * 128;
+  std::mt19937 rng(nrows * 7 + ncols + 100 * CASE);
+  std::normal_distribution<float> nd;
+  std::vector<T> ha(na), hb(nb);
+  std::vector<float> fa(na), fb(nb);
+  for (int i = 0; i < na; ++i) { ha[i] = host_from<T>(nd(rng)); fa[i] = host_to<T>(ha[i]); }
+  for (int i = 0; i < nb; ++i) { hb[i] = host_from<T>(nd(rng)); fb[i] = host_to<T>(hb[i]); }
+  const int lda = CASE == kKMajorB ? 128 : 64;
+  // logical A(m, k) and B(k, n) after the zero fill of the tiles as stored
+  auto A = [&](int m, int k) -> double {
+    const int r = CASE == kRegisterA ? k : m, c = CASE == kRegisterA ? m : k;
+    return (r < nrows && c < ncols) ? fa[r * lda + c] : 0.0;
+  };
+  auto B = [&](int k, int n) -> double {
+    if (CASE == kKMajorB) return (n < nrows && k < ncols) ? fb[n * 128 + k] : 0.0;
+    return fb[k * 128 + (CASE == kMnMajorB ? 64 : 0) + n];
+  };
+  T *da, *db;
+  float* dd;
+  ASSERT_EQ(cudaMalloc(&da, na * sizeof(T)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&db, nb * sizeof(T)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dd, 64 * 64 * sizeof(float)), cudaSuccess);
+  cudaMemcpy(da, ha.data(), na * sizeof(T), cudaMemcpyHostToDevice);
+  cudaMemcpy(db, hb.data(), nb * sizeof(T), cudaMemcpyHostToDevice);
+  cudaMemset(dd, 0xff, 64 * 64 * sizeof(float));
+  wgmma_kernel<T, CASE><<<1, 128>>>(da, db, dd, nrows, ncols);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<float> hd(64 * 64);
+  cudaMemcpy(hd.data(), dd, hd.size() * sizeof(float), cudaMemcpyDeviceToHost);
+  double worst = 0.0;
+  for (int m = 0; m < 64; ++m)
+    for (int n = 0; n < 64; ++n) {
+      double ref = 0.0, mag = 0.0;
+      for (int k = 0; k < K; ++k) {
+        ref += A(m, k) * B(k, n);
+        mag += std::fabs(A(m, k) * B(k, n));
+      }
+      const double err = std::fabs(hd[m * 64 + n] - ref) / (mag + 1e-30);
+      worst = std::isnan(hd[m * 64 + n]) ? INFINITY : std::fmax(worst, err);
+    }
+  // exact products, fp32 accumulation over K terms: relative to sum |a b|, ~K * 2^-24
+  EXPECT_LE(worst, 2e-5) << "case " << CASE << " nrows=" << nrows << " ncols=" << ncols;
+  cudaFree(da); cudaFree(db); cudaFree(dd);
+}
+
+bool has_sm90() {
+  int major = 0;
+  return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major == 9;
+}
+
+TEST(HwLayer, WgmmaKMajorAB) {
+  if (!has_sm90()) GTEST_SKIP() << "wgmma needs an sm_90 GPU";
+  wgmma_case<__nv_bfloat16, kKMajorB>(64, 128);
+  wgmma_case<__nv_bfloat16, kKMajorB>(45, 96);  // zero fill: rows 45.., columns 96..
+  wgmma_case<__half, kKMajorB>(64, 128);
+}
+TEST(HwLayer, WgmmaMnMajorB) {
+  if (!has_sm90()) GTEST_SKIP() << "wgmma needs an sm_90 GPU";
+  wgmma_case<__nv_bfloat16, kMnMajorB>(64, 64);
+  wgmma_case<__half, kMnMajorB>(50, 40);
+}
+TEST(HwLayer, WgmmaRegisterAFromTransposedTile) {
+  if (!has_sm90()) GTEST_SKIP() << "wgmma needs an sm_90 GPU";
+  wgmma_case<__nv_bfloat16, kRegisterA>(64, 64);
+  wgmma_case<__half, kRegisterA>(33, 56);
 }
 
 TEST(HwLayer, NamedBarrierPairs) {

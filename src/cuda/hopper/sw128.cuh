@@ -1,0 +1,67 @@
+// Shared-memory tiles in the 128-byte-swizzled layout that wgmma reads (PTX ISA, "Asynchronous Warpgroup Level
+// Matrix Shared Memory Layout": 128B swizzling), for 16-bit elements.
+//
+// A tile of R rows (R a multiple of 8) is stored in panels of 64 columns: panel p holds columns 64 p .. 64 p + 63 as
+// R rows of 128 bytes, and the 16-byte chunk c (columns 8 c .. 8 c + 7 of the panel) of row r sits at chunk position
+// c ^ (r % 8). Every panel starts on a 1024-byte boundary. The same bytes serve two ways:
+//   K-major operand  (rows = M or N, columns = K): A = Q [token][dk], B = K [token][dk] for Q K^T;
+//   MN-major operand (rows = K, columns = M or N): B = V [token][dv] for P V, B = C^ [dk][dv] for Q C^.
+// The swizzle spreads the 8 rows of each 8 x 16-byte core matrix over all 32 banks, for wgmma and for ldmatrix.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+#include <cstdint>
+
+#include "cuda/hw/mma.cuh"
+#include "cuda/hw/wgmma.cuh"
+
+namespace tfla::cuda {
+
+constexpr int kSwPanel = 64;  // columns (16-bit elements) per panel: 128 bytes
+
+// Byte offset of element (r, c) in a tile of `rows` rows.
+__device__ __forceinline__ uint32_t sw128_offset(int rows, int r, int c) {
+  return static_cast<uint32_t>((c >> 6) * rows * 128 + r * 128 + ((((c & 63) >> 3) ^ (r & 7)) << 4) + ((c & 7) << 1));
+}
+
+// wgmma descriptor of a K-major operand (tile of `rows` rows = M or N, columns = K) for the k-step k0.. k0 + 15
+// (k0 a multiple of 16): panel k0 / 64, advanced 32 bytes per k-step inside its 128-byte rows (the swizzle is a
+// function of the address bits, so the start moves and the pattern stays). Stride between 8-row groups: 1024 bytes;
+// the leading offset is unused by swizzled K-major layouts.
+__device__ __forceinline__ uint64_t desc_k_major(uint32_t tile_addr, int rows, int k0) {
+  return hw::wgmma_desc(tile_addr + static_cast<uint32_t>((k0 >> 6) * rows * 128 + (k0 & 63) * 2), 16, 1024, 1);
+}
+
+// wgmma descriptor of an MN-major operand (rows = K, columns = M or N) for the k-step k0.. k0 + 15 and the 64 columns
+// of panel `panel` (one swizzle pattern wide: N = 64). 8-row groups along K are 1024 bytes apart; with one pattern
+// across MN the other offset is never used, so both offsets carry 1024 (hw test HwLayer.WgmmaMnMajorB*).
+__device__ __forceinline__ uint64_t desc_mn_major(uint32_t tile_addr, int rows, int panel, int k0) {
+  return hw::wgmma_desc(tile_addr + static_cast<uint32_t>(panel * rows * 128 + k0 * 128), 1024, 1024, 1);
+}
+
+// Queue cp.async copies of a global [ROWS][cols] tile (row stride ld elements, 16-byte aligned rows) into the swizzled
+// layout at `dst` (COLS columns: a multiple of 64), zero-filling rows >= nrows and columns >= ncols (ncols a
+// multiple of 8). THREADS threads share the work, thread `tid` the 16-byte chunks tid, tid + THREADS, ...
+template <class T, int ROWS, int COLS, int THREADS>
+__device__ __forceinline__ void load_tile_sw128(unsigned char* dst, const T* src, int64_t ld, int nrows, int ncols,
+                                                int tid) {
+  static_assert(sizeof(T) == 2 && COLS % kSwPanel == 0 && ROWS % 8 == 0, "16-bit tiles of whole panels");
+  constexpr int kChunksPerRow = COLS / 8, kChunks = ROWS * kChunksPerRow;
+#pragma unroll
+  for (int i = tid; i < kChunks; i += THREADS) {
+    const int r = i / kChunksPerRow, c = (i % kChunksPerRow) * 8;
+    const bool ok = r < nrows && c < ncols;
+    hw::cp_async_16(dst + sw128_offset(ROWS, r, c), ok ? src + r * ld + c : src, ok ? 16 : 0);
+  }
+}
+
+// The A fragment (mma.sync / wgmma register layout, rows = M) of M rows m0..m0 + 15 and K columns k0..k0 + 15 of
+// A = X^T, where X is a swizzled tile [k][m] of `rows` rows (e.g. A = K^T from the key tile [token][dk]):
+// ldmatrix.x4.trans, lane l addressing row k0 + l % 8 + 8 (l / 16) and the 8 columns m0 + 8 ((l / 8) % 2)..
+__device__ __forceinline__ void load_a_trans_sw128(uint32_t (&a)[4], const unsigned char* tile, int rows, int m0,
+                                                   int k0) {
+  const int l = threadIdx.x & 31;
+  const int r = k0 + (l & 7) + 8 * (l >> 4), c = m0 + 8 * ((l >> 3) & 1);
+  hw::ldmatrix_x4_trans(a, tile + sw128_offset(rows, r, c));
+}
+
+}  // namespace tfla::cuda
