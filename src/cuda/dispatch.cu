@@ -24,6 +24,7 @@
 #include "core/dtype.hpp"
 #include "core/status.hpp"
 #include "cuda/kernels/chunk_gradients_config.hpp"
+#include "cuda/hopper/output_walk_config.hpp"
 #include "cuda/kernels/output_walk_config.hpp"
 #include "cuda/launch.cuh"
 
@@ -54,6 +55,7 @@ int64_t n_chunks(const tfla_mlstm_problem& p) { return (p.seq_len + p.chunk_size
 // materialized path (chunk_states -> chunk_tiles), and the walk's sequence segments.
 struct ForwardPlan {
   bool walk = false;
+  bool hopper = false;  // the walk on wgmma (hopper/output_walk.cuh)
   int nseg = 1, seg_chunks = 0;
 };
 
@@ -95,6 +97,10 @@ ForwardPlan plan_forward(const tfla_mlstm_problem& p, int32_t dtype) {
   if (!runs_sm90_kernel(dev, output_walk_smem_bytes(2))) return plan;
   const int sms = dev.sms;
   plan.walk = true;
+  // The walk on wgmma where it runs (L = 64, the default for these head dims); TFLA_CUDA_FORWARD=portable-walk
+  // forces the mma.sync walk (side-by-side measurements, tests of both walks on one GPU).
+  plan.hopper = p.chunk_size == kHopperWalkL && !env_forces("TFLA_CUDA_FORWARD", "portable-walk") &&
+                runs_sm90_kernel(dev, hopper_output_walk_smem_bytes(2));
   const int64_t nc = n_chunks(p);
   const int64_t blocks = p.batch * p.heads * ((p.dim_v + kWalkDv - 1) / kWalkDv);
   int64_t nseg = blocks * 2 <= sms ? sms / blocks : 1;
@@ -266,18 +272,24 @@ tfla_status gates(const char* fn, KernelId id, int32_t dtype, const Args& a, cud
 }
 
 template <class T>
-tfla_status run_forward(const Args& a, bool walk, cudaStream_t s) {
+tfla_status run_forward(const Args& a, const ForwardPlan& plan, cudaStream_t s) {
   const char* fn = "tfla_mlstm_fwd";
   if constexpr (sizeof(T) == 2) {
-    if (walk) {
+    if (plan.walk) {
       const bool fin = a.c_last.data != nullptr;  // ~fp32 state updates only where the final state is an output
       if (a.nseg > 1) {
         if (fin) TFLA_CUDA_TRY(fn, "segment_states", (launch<KernelId::kSegmentStatesFinal, T>(a, s)));
         else TFLA_CUDA_TRY(fn, "segment_states", (launch<KernelId::kSegmentStates, T>(a, s)));
         TFLA_CUDA_TRY(fn, "segment_start_states", (launch<KernelId::kSegmentStartStates, T>(a, s)));
       }
-      if (fin) TFLA_CUDA_TRY(fn, "output_walk", (launch<KernelId::kOutputWalkFinal, T>(a, s)));
-      else TFLA_CUDA_TRY(fn, "output_walk", (launch<KernelId::kOutputWalk, T>(a, s)));
+      if (plan.hopper) {
+        if (fin) TFLA_CUDA_TRY(fn, "output_walk (wgmma)", (launch<KernelId::kOutputWalkHopperFinal, T>(a, s)));
+        else TFLA_CUDA_TRY(fn, "output_walk (wgmma)", (launch<KernelId::kOutputWalkHopper, T>(a, s)));
+      } else if (fin) {
+        TFLA_CUDA_TRY(fn, "output_walk", (launch<KernelId::kOutputWalkFinal, T>(a, s)));
+      } else {
+        TFLA_CUDA_TRY(fn, "output_walk", (launch<KernelId::kOutputWalk, T>(a, s)));
+      }
       return TFLA_SUCCESS;
     }
   }
@@ -366,7 +378,7 @@ tfla_status fwd(const tfla_mlstm_fwd_params& p, void* workspace, size_t, void* s
   layout(p.problem, false, dtype_size(p.q.dtype), plan, workspace, &a, nullptr);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesFwd, p.igate.dtype, a, s));
-  return by_dtype(p.q.dtype, [&](auto t) { return run_forward<decltype(t)>(a, plan.walk, s); });
+  return by_dtype(p.q.dtype, [&](auto t) { return run_forward<decltype(t)>(a, plan, s); });
 }
 
 tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* stream) {

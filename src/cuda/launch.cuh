@@ -27,6 +27,9 @@ enum class KernelId : int {
   kSegmentStates,       // per segment, its own end state from zero (1 part / ~fp32)
   kSegmentStatesFinal,
   kSegmentStartStates,  // the segments' start states from those
+  // The forward walk on wgmma (16-bit T, L = 64, sm_90a; hopper/output_walk.cuh); segments as above.
+  kOutputWalkHopper,       // 1-part state updates (h only)
+  kOutputWalkHopperFinal,  // ~fp32 state updates (the final state is an output)
   // The fused chunk backward (16-bit T only, L = 64): dq, dk, dv and the gate dots of a chunk in one block.
   kChunkGradients,
 };

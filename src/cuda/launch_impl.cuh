@@ -6,6 +6,7 @@
 #include "cuda/kernels/chunk_tiles.cuh"
 #include "cuda/kernels/gates.cuh"
 #include "cuda/kernels/output_walk.cuh"
+#include "cuda/hopper/output_walk.cuh"
 #include "cuda/launch.cuh"
 
 namespace tfla::cuda {
@@ -53,6 +54,12 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
     const dim3 grid(cdiv(a.Dv, kWalkDv), bh, a.nseg);
     return launch_with_smem(output_walk_kernel<T, states_only, parts>, grid, dim3(kWalkThreads),
                             output_walk_smem_bytes(sizeof(T)), stream, a);
+  } else if constexpr (K == KernelId::kOutputWalkHopper || K == KernelId::kOutputWalkHopperFinal) {
+    static_assert(sizeof(T) == 2, "the forward walk takes 16-bit inputs");
+    constexpr int parts = K == KernelId::kOutputWalkHopperFinal ? kStateParts<T> : 1;
+    const dim3 grid(cdiv(a.Dv, kHopperWalkDv), bh, a.nseg);
+    return launch_with_smem(hopper_output_walk_kernel<T, parts>, grid, dim3(kHopperWalkThreads),
+                            hopper_output_walk_smem_bytes(sizeof(T)), stream, a);
   } else if constexpr (K == KernelId::kChunkGradients) {
     static_assert(sizeof(T) == 2, "the fused chunk backward takes 16-bit inputs");
     return launch_with_smem(chunk_gradients_kernel<T>, chunks_grid, dim3(kGradThreads),
