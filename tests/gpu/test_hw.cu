@@ -311,6 +311,107 @@ TEST(HwLayer, WgmmaRegisterAFromTransposedTile) {
   wgmma_case<__half, kRegisterA>(33, 56);
 }
 
+// chunk_gradients' state products: D (64 x 32) = A (64 x 64, from registers: load_a of a padded [m][k] tile, the
+// kernel's dH / V) times B = rows 32..63 of a swizzled K-major [n][k] tile (wgmma m64n32k16, the descriptor's start
+// 32 rows in); and with mma.sync, D2 (64 x 64) = A times a swizzled [k][n] tile through load_b2_sw128.
+template <class T>
+__global__ void wgmma_n32_kernel(const T* a, const T* b, float* d, float* d2) {
+#if TFLA_HAS_WGMMA
+  __shared__ __align__(16) T sA[tc::kTile * tc::kLd];
+  __shared__ __align__(1024) unsigned char sB[64 * 64 * 2];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  tc::load_tile_async<T>(sA, a, tc::kTile, 64, 64);
+  tc::load_tile_sw128<T, 64, 64, 128>(sB, b, 64, 64, 64, tid);
+  tc::hw::cp_async_commit();
+  tc::hw::cp_async_wait<0>();
+  tc::hw::fence_proxy_async_smem();
+  __syncthreads();
+  tc::FragA<T> fa[4];
+  for (int k = 0; k < 4; ++k) tc::load_a<T, true>(fa[k], sA, tc::kLd, 16 * warp, 16 * k);
+  float acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = 0.f;
+  tc::hw::wgmma_fence_operands(acc);
+  tc::hw::wgmma_fence();
+  for (int k = 0; k < 4; ++k)
+    tc::hw::Wgmma<T, 32>::template rs<0>(acc, fa[k].r, tc::desc_k_major(tc::hw::smem_addr(sB) + 32 * 128, 64, 16 * k), 1);
+  tc::hw::wgmma_commit();
+  tc::hw::wgmma_wait<0>();
+  tc::hw::wgmma_fence_operands(acc);
+  for (int j = 0; j < 4; ++j)
+    for (int e = 0; e < 4; ++e)
+      d[(16 * warp + lane / 4 + 8 * (e >> 1)) * 32 + 8 * j + 2 * (lane % 4) + (e & 1)] = acc[4 * j + e];
+  float acc2[8][4];
+  tc::zero(acc2);
+  for (int k = 0; k < 4; ++k)
+    for (int nt = 0; nt < 8; nt += 2) {
+      tc::FragB<T> b0, b1;
+      tc::load_b2_sw128(b0.r, b1.r, sB, 64, 16 * k, 8 * nt);
+      tc::mma<T>(acc2[nt], fa[k], b0);
+      tc::mma<T>(acc2[nt + 1], fa[k], b1);
+    }
+  for (int nt = 0; nt < 8; ++nt)
+    for (int e = 0; e < 4; ++e) d2[tc::acc_row(warp, e) * 64 + tc::acc_col(nt, e)] = acc2[nt][e];
+#else
+  __trap();
+#endif
+}
+
+template <class T>
+void wgmma_n32_case() {
+  const int n = 64 * 64;
+  std::mt19937 rng(4242);
+  std::normal_distribution<float> nd;
+  std::vector<T> ha(n), hb(n);
+  std::vector<float> fa(n), fb(n);
+  for (int i = 0; i < n; ++i) {
+    ha[i] = host_from<T>(nd(rng)); fa[i] = host_to<T>(ha[i]);
+    hb[i] = host_from<T>(nd(rng)); fb[i] = host_to<T>(hb[i]);
+  }
+  T *da, *db;
+  float *dd, *dd2;
+  ASSERT_EQ(cudaMalloc(&da, n * sizeof(T)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&db, n * sizeof(T)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dd, 64 * 32 * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dd2, n * sizeof(float)), cudaSuccess);
+  cudaMemcpy(da, ha.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  cudaMemcpy(db, hb.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  cudaMemset(dd, 0xff, 64 * 32 * sizeof(float));
+  cudaMemset(dd2, 0xff, n * sizeof(float));
+  wgmma_n32_kernel<T><<<1, 128>>>(da, db, dd, dd2);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<float> hd(64 * 32), hd2(n);
+  cudaMemcpy(hd.data(), dd, hd.size() * sizeof(float), cudaMemcpyDeviceToHost);
+  cudaMemcpy(hd2.data(), dd2, hd2.size() * sizeof(float), cudaMemcpyDeviceToHost);
+  double worst = 0.0, worst2 = 0.0;
+  for (int m = 0; m < 64; ++m) {
+    for (int c = 0; c < 32; ++c) {  // D = A B^T with B rows 32 + c (K-major [n][k])
+      double ref = 0.0, mag = 0.0;
+      for (int k = 0; k < 64; ++k) {
+        ref += static_cast<double>(fa[m * 64 + k]) * fb[(32 + c) * 64 + k];
+        mag += std::fabs(static_cast<double>(fa[m * 64 + k]) * fb[(32 + c) * 64 + k]);
+      }
+      worst = std::isnan(hd[m * 32 + c]) ? INFINITY : std::fmax(worst, std::fabs(hd[m * 32 + c] - ref) / mag);
+    }
+    for (int c = 0; c < 64; ++c) {  // D2 = A B with B as [k][n]
+      double ref = 0.0, mag = 0.0;
+      for (int k = 0; k < 64; ++k) {
+        ref += static_cast<double>(fa[m * 64 + k]) * fb[k * 64 + c];
+        mag += std::fabs(static_cast<double>(fa[m * 64 + k]) * fb[k * 64 + c]);
+      }
+      worst2 = std::isnan(hd2[m * 64 + c]) ? INFINITY : std::fmax(worst2, std::fabs(hd2[m * 64 + c] - ref) / mag);
+    }
+  }
+  EXPECT_LE(worst, 2e-5);
+  EXPECT_LE(worst2, 2e-5);
+  cudaFree(da); cudaFree(db); cudaFree(dd); cudaFree(dd2);
+}
+
+TEST(HwLayer, WgmmaN32RegisterAAndSwizzledBFragments) {
+  if (!has_sm90()) GTEST_SKIP() << "wgmma needs an sm_90 GPU";
+  wgmma_n32_case<__nv_bfloat16>();
+  wgmma_n32_case<__half>();
+}
+
 TEST(HwLayer, NamedBarrierPairs) {
   int* d;
   ASSERT_EQ(cudaMalloc(&d, 256 * sizeof(int)), cudaSuccess);

@@ -43,7 +43,8 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
   unsigned char* const sRing = smem;                                   // slot s: Q, K, V tiles at 3 s, 3 s + 1, 3 s + 2
   unsigned char* const sC = sRing + kHopperWalkSlots * 3 * kTileBytes;  // C^_c as T: [dk][dv] (128 rows), MN-major
   float* const sTok = reinterpret_cast<float*>(sC + kHopperWalkMaxDk * 128 * 2);  // slot s: b, iota, m, w; decay, m^_c
-  float* const sN = sTok + kHopperWalkSlots * kHopperWalkSlotFloats;              // n^: two partial sums [d], [128 + d]
+  float* const sN = sTok + kHopperWalkSlots * kHopperWalkSlotFloats;  // n^_c [d], for q . n^
+  float* const sX = sN + kHopperWalkMaxDk;  // the tile's n^ update K^T w, per quarter of its tokens: [4][d]
   auto sQ = [&](int s) { return sRing + (3 * s) * kTileBytes; };
   auto sK = [&](int s) { return sRing + (3 * s + 1) * kTileBytes; };
   auto sV = [&](int s) { return sRing + (3 * s + 2) * kTileBytes; };
@@ -89,8 +90,11 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
       }
       st[q][i] = x;
     }
-  // n^ element tid % 128 as two partial sums (threads tid and tid + 128 each sum half of every tile's tokens)
+  // n^ element tid (threads 0..127); each tile's update K^T w is summed by all 256 threads into sX and folded in at
+  // the next tile's start (v6.1 kept two partial sums per element, which doubled the shared loads of q . n^)
   float n = 0.f;
+  if (tracks_n && tid < kHopperWalkMaxDk) sX[tid] = sX[kHopperWalkMaxDk + tid] = sX[2 * kHopperWalkMaxDk + tid] =
+      sX[3 * kHopperWalkMaxDk + tid] = 0.f;
   if (tid < a.Dk && tracks_n) {
     if (from_ws) n = seg_state[static_cast<int64_t>(a.Dk) * a.Dv + tid];
     else if (a.n0.data) n = static_cast<const float*>(a.n0.data)[off3(a.n0, b, h, tid)];
@@ -133,7 +137,10 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
         const int r = st_row + 8 * ((i & 3) >> 1), cl = 64 * q + 8 * (i >> 2) + 2 * t4;
         *reinterpret_cast<uint32_t*>(sC + sw128_offset(kHopperWalkMaxDk, r, cl)) = pack2<T>(st[q][i], st[q][i + 1]);
       }
-    if (uses_den) sN[tid] = n;
+    if (tracks_n && tid < kHopperWalkMaxDk) {
+      n += (sX[tid] + sX[kHopperWalkMaxDk + tid]) + (sX[2 * kHopperWalkMaxDk + tid] + sX[3 * kHopperWalkMaxDk + tid]);
+      if (uses_den) sN[tid] = n;
+    }
     const float decay = sChunk(s)[0];  // e^{g_c + m^_c - m^_{c+1}} <= 1 (prepare_gates)
 #pragma unroll
     for (int q = 0; q < 2; ++q)
@@ -220,17 +227,19 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
       for (int i = 0; i < 2; ++i) {
         rowsum[i] += __shfl_xor_sync(0xffffffffu, rowsum[i], 1);
         rowsum[i] += __shfl_xor_sync(0xffffffffu, rowsum[i], 2);
-        // n^_c . q_r: lanes t4 = 0..3 split Dk in 8-element chunks
+        // n^_c . q_r: lanes t4 = 0..3 split Dk in 8-element chunks (zero past Dk: q and n^ are)
         const int r = 16 * wi + g4 + 8 * i;
         float x = 0.f;
-        for (int d0 = 8 * t4; d0 < a.Dk; d0 += 32) {
+#pragma unroll
+        for (int d0 = 8 * t4; d0 < kHopperWalkMaxDk; d0 += 32) {
           const uint4 raw = *reinterpret_cast<const uint4*>(sQ(s) + sw128_offset(kTile, r, d0));
+          const float4 n0 = *reinterpret_cast<const float4*>(sN + d0), n1 = *reinterpret_cast<const float4*>(sN + d0 + 4);
+          const float nv[8] = {n0.x, n0.y, n0.z, n0.w, n1.x, n1.y, n1.z, n1.w};
           const uint32_t w4[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
           for (int k = 0; k < 4; ++k) {
             const float2 f = unpack2<T>(w4[k]);
-            x += f.x * (sN[d0 + 2 * k] + sN[kHopperWalkMaxDk + d0 + 2 * k]) +
-                 f.y * (sN[d0 + 2 * k + 1] + sN[kHopperWalkMaxDk + d0 + 2 * k + 1]);
+            x += f.x * nv[2 * k] + f.y * nv[2 * k + 1];
           }
         }
         x += __shfl_xor_sync(0xffffffffu, x, 1);
@@ -287,17 +296,18 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
       hw::wgmma_fence_operands(st[0]);
       hw::wgmma_fence_operands(st[1]);
     }
-    // n^ += K^T w: element tid % 128 over tokens 32 (tid / 128).. (zero weight past S)
+    // n^'s update K^T w: elements 2 (tid % 64), + 1 over tokens 16 (tid / 64).. (zero weight past S, zero k past Dk)
     if (tracks_n) {
-      const int d = tid % kHopperWalkMaxDk, r0 = (tid / kHopperWalkMaxDk) * (kTile / 2);
-      if (d < a.Dk) {
-        const unsigned char* kt = sK(s);
-        float x = 0.f;
-#pragma unroll 8
-        for (int r = r0; r < r0 + kTile / 2; ++r)
-          x += w[r] * to_float<T>(*reinterpret_cast<const T*>(kt + sw128_offset(kTile, r, d)));
-        n += x;
+      const int d = 2 * (tid % 64), r0 = (tid / 64) * (kTile / 4);
+      const unsigned char* kt = sK(s);
+      float x0 = 0.f, x1 = 0.f;
+#pragma unroll
+      for (int r = r0; r < r0 + kTile / 4; ++r) {
+        const float2 kv = unpack2<T>(*reinterpret_cast<const uint32_t*>(kt + sw128_offset(kTile, r, d)));
+        x0 += w[r] * kv.x;
+        x1 += w[r] * kv.y;
       }
+      *reinterpret_cast<float2*>(sX + (tid / 64) * kHopperWalkMaxDk + d) = make_float2(x0, x1);
     }
   }
 
@@ -312,10 +322,9 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
         if (r < a.Dk && cl < dvc) static_cast<float*>(a.c_last.data)[off4(a.c_last, b, h, r, dv0 + cl)] = st[q][i];
       }
   }
-  __syncthreads();  // every warp is done with sN (the last tile's q . n^)
-  sN[tid] = n;
-  __syncthreads();
-  n = sN[tid % kHopperWalkMaxDk] + sN[kHopperWalkMaxDk + tid % kHopperWalkMaxDk];
+  __syncthreads();  // the last tile's n^ update is in sX
+  if (tracks_n && tid < kHopperWalkMaxDk)
+    n += (sX[tid] + sX[kHopperWalkMaxDk + tid]) + (sX[2 * kHopperWalkMaxDk + tid] + sX[3 * kHopperWalkMaxDk + tid]);
   if (final_out && dvt == 0 && tid < a.Dk && a.n_last.data) static_cast<float*>(a.n_last.data)[off3(a.n_last, b, h, tid)] = n;
 #endif
 }

@@ -14,11 +14,12 @@ constexpr int kHopperWalkSlots = 3;      // ring: tile j (computing), j + 1 and 
 constexpr int kHopperWalkSlotFloats = 4 * 64 + 8;  // per slot: b, iota, m, w per token; the chunk's decay and m^_c
 
 // 1024 bytes of slack to align the swizzled tiles; 3 ring slots of Q, K, V (64 x 128 T each); the state copy
-// (128 x 128 T); per-slot gate values and n^ (two fp32 partial sums per Dk element): 185,440 bytes for 16-bit T.
+// (128 x 128 T); per-slot gate values, n^ and its per-tile update in 4 partial sums (fp32 per Dk element):
+// 186,464 bytes for 16-bit T.
 constexpr size_t hopper_output_walk_smem_bytes(size_t elem_bytes) {
   return 1024 + (static_cast<size_t>(kHopperWalkSlots) * 3 * 64 * 128 + static_cast<size_t>(kHopperWalkMaxDk) * 128) *
                     elem_bytes +
-         (kHopperWalkSlots * kHopperWalkSlotFloats + 2 * kHopperWalkMaxDk) * sizeof(float);
+         (kHopperWalkSlots * kHopperWalkSlotFloats + 5 * kHopperWalkMaxDk) * sizeof(float);
 }
 
 }  // namespace tfla::cuda

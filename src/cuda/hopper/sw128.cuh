@@ -64,4 +64,18 @@ __device__ __forceinline__ void load_a_trans_sw128(uint32_t (&a)[4], const unsig
   hw::ldmatrix_x4_trans(a, tile + sw128_offset(rows, r, c));
 }
 
+// The mma.sync B fragments of two adjacent n-tiles, (k0, n0) and (k0, n0 + 8), from a swizzled tile [k][n] of `rows`
+// rows (n0 a multiple of 16, inside one panel): ldmatrix.x4.trans as tiles.cuh's load_b2<T, false>, lane l
+// addressing row k0 + l % 8 + 8 ((l / 8) % 2) and the 8 columns n0 + 8 (l / 16)..
+__device__ __forceinline__ void load_b2_sw128(uint32_t (&b0)[2], uint32_t (&b1)[2], const unsigned char* tile, int rows,
+                                              int k0, int n0) {
+  const int l = threadIdx.x & 31, mat = l >> 3;
+  uint32_t x[4];
+  hw::ldmatrix_x4_trans(x, tile + sw128_offset(rows, k0 + (mat & 1) * 8 + (l & 7), n0 + (mat >> 1) * 8));
+  b0[0] = x[0];
+  b0[1] = x[1];
+  b1[0] = x[2];
+  b1[1] = x[3];
+}
+
 }  // namespace tfla::cuda

@@ -30,6 +30,7 @@
 #include <cfloat>
 
 #include "cuda/args.cuh"
+#include "cuda/hopper/sw128.cuh"
 #include "cuda/kernels/chunk_gradients_config.hpp"
 #include "cuda/tiles.cuh"
 
@@ -37,27 +38,30 @@ namespace tfla::cuda {
 
 template <class T>
 __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-  // 219 KB of shared memory per block: more than sm_80 / sm_86 / sm_89 can give, so dispatch.cu never picks
-  // this kernel there (the per-role kernels run); its build there would only cost compile time.
+#if !TFLA_HAS_WGMMA
+  // sm_90a only (wgmma; 219 KB of shared memory per block, more than sm_80 / sm_86 / sm_89 can give): dispatch.cu
+  // never picks this kernel elsewhere (the per-role kernels run); its build there would only cost compile time.
   __trap();
 #else
   // ---- configuration -------------------------------------------------------------------------------
   static_assert(kGradTile == kTile && kGradLdS == kLd, "the chunk is one of tiles.cuh's 64-token tiles");
   constexpr int kLdK = kGradLdK, kLdV = kGradLdV, kLdS = kGradLdS, CG = kGradColGroups;
-  constexpr int kPartElems = kGradMaxDk * kLdS;  // one part of a state slice: [dk][dv - v0]
+  constexpr int kPartBytes = kGradMaxDk * kGradSlice * 2;  // one part of a state slice: [dk][dv - v0], swizzled
   // Columns per warp: of the 64 score columns, of the 128 Dk columns (dq, dk), of a 64-wide dv slice.
   constexpr int kScoreCols = kTile / CG, kDkCols = kGradMaxDk / CG, kDvCols = kGradSlice / CG;
   constexpr int NS = kScoreCols / 8, NK = kDkCols / 8, NV = kDvCols / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* const sQ = reinterpret_cast<T*>(smem_raw);  // [token][dk]
+  // The state slice's parts first, 1024-byte aligned (the allocation has the slack): kGradStateParts tiles [dk][64]
+  // of T in the 128-byte swizzle (hopper/sw128.cuh), read by wgmma (K-major: dq's and dk's C^T / dC^T) and by
+  // ldmatrix (dv's dC).
+  unsigned char* const sCp = smem_raw + ((1024u - (hw::smem_addr(smem_raw) & 1023u)) & 1023u);
+  T* const sQ = reinterpret_cast<T*>(sCp + kGradStateParts * kPartBytes);  // [token][dk]
   T* const sK = sQ + kTile * kLdK;                // [token][dk]
   T* const sV = sK + kTile * kLdK;                // [token][dv]
   T* const sDH = sV + kTile * kLdV;               // [token][dv]
   T* const sP = sDH + kTile * kLdV;               // P [tau][sigma]
   T* const sDS = sP + kTile * kLdS;               // dS [tau][sigma], 2 parts (hi at sDS, lo at sDS + kTile * kLdS)
-  T* const sC = sDS + 2 * kTile * kLdS;           // state slice, kGradStateParts parts of kPartElems
-  float* const sStage = reinterpret_cast<float*>(sC + kGradStateParts * kPartElems);  // fp32 slice [dk][64]
+  float* const sStage = reinterpret_cast<float*>(sDS + 2 * kTile * kLdS);  // fp32 slice [dk][64]
   float* const sB = sStage + kGradMaxDk * kGradSlice;  // per token: b, iota, m, 1 / (den + eps)
   float* const sIota = sB + kTile;
   float* const sM = sIota + kTile;
@@ -195,8 +199,9 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
       pack2_split<T, kGradStateParts>(hi, 1, x.z, x.w);
 #pragma unroll
       for (int p = 0; p < kGradStateParts; ++p)  // one 8-byte store per part (4-byte stores conflicted 2-way)
-        *reinterpret_cast<uint2*>(sC + p * kPartElems + r * kLdS + scol) = make_uint2(lo[p], hi[p]);
+        *reinterpret_cast<uint2*>(sCp + p * kPartBytes + sw128_offset(kGradMaxDk, r, scol)) = make_uint2(lo[p], hi[p]);
     }
+    hw::fence_proxy_async_smem();  // the parts, for wgmma's reads
     __syncthreads();
     if (j + 1 < 2 * nvs) issue_slice(j + 1);
     hw::cp_async_commit();
@@ -224,6 +229,30 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   };
 
   float acc[NK][4];  // dq, then dk: rows 16 rg.., Dk columns kDkCols cg..
+  // The state products (3 parts) on wgmma: warpgroup cg (warps 4 cg .. 4 cg + 3 = row groups 0..3) computes the 64 rows
+  // x kDkCols columns of acc as one m64n32 accumulator, whose per-warp layout is acc's. A (dH or V, 64 columns of the
+  // slice) from registers, B = the parts' rows kDkCols cg.. (K-major). v4's mma.sync form spent 65% of the kernel's
+  // mma and most of its fragment loads here (bench/NOTES.md v4, v6).
+  static_assert(kDkCols == 32 && NK == 4, "one m64n32 accumulator per warpgroup");
+  float (&acc_wg)[16] = reinterpret_cast<float (&)[16]>(acc);
+  auto state_product = [&](const T* sRowsSlice, int ld) {
+    FragA<T> fa[kGradSlice / 16];
+#pragma unroll
+    for (int k = 0; k < kGradSlice / 16; ++k) load_a<T, true>(fa[k], sRowsSlice, ld, 16 * rg, 16 * k);
+    hw::wgmma_fence_operands(acc_wg);
+    hw::wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < kGradSlice / 16; ++k)
+#pragma unroll
+      for (int p = 0; p < kGradStateParts; ++p)
+        hw::Wgmma<T, 32>::template rs<0>(
+            acc_wg, fa[k].r, desc_k_major(hw::smem_addr(sCp + p * kPartBytes) + kDkCols * cg * 128, kGradMaxDk, 16 * k), 1);
+    hw::wgmma_commit();
+  };
+  auto state_product_done = [&]() {
+    hw::wgmma_wait<0>();
+    hw::wgmma_fence_operands(acc_wg);
+  };
   // dq's and dk's tail once acc holds the row-scaled inter-chunk term: the rows' gate dot (q.dq or k.dk), the
   // intra-chunk term (dS K for dq: A = dS; dS^T Q for dk: A = dS^T, the same tile read transposed), scale, store.
   auto finish_rows = [&](auto ds_k_major, const T* sRows, float* dot_dst, const T* sPartner, const tfla_tensor& out) {
@@ -240,8 +269,8 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   // dq's inter-chunk term: dH C^_c^T over Dv, slice by slice
   for (int j = 0; j < nvs; ++j) {
     next_slice(j);
-    gemm_parts<T, true, true, NK, 1, kGradStateParts>(acc, sDH + j * kGradSlice, 0, kLdV, 16 * rg,
-                                                      sC + kDkCols * cg * kLdS, kPartElems, kLdS, kGradSlice, dk_live);
+    state_product(sDH + j * kGradSlice, kLdV);
+    state_product_done();  // before the next slice's split overwrites the parts
   }
   // dq = scale (row scale * inter + dS K)
 #pragma unroll
@@ -255,12 +284,19 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   for (int j = 0; j < nvs; ++j) {
     next_slice(nvs + j);
     const int v0 = j * kGradSlice, dv_live = a.Dv - v0 - kDvCols * cg;
-    gemm_parts<T, true, true, NK, 1, kGradStateParts>(acc, sV + v0, 0, kLdV, 16 * rg, sC + kDkCols * cg * kLdS,
-                                                      kPartElems, kLdS, kGradSlice, dk_live);
+    state_product(sV + v0, kLdV);  // runs under dv's products below
     float dv[NV][4];
     zero(dv);
-    // K dC (1 part: chunk_tiles' kDv passes the rule with 1), over Dk
-    gemm_parts<T, true, false, NV, 1, 1>(dv, sK, 0, kLdK, 16 * rg, sC + kDvCols * cg, 0, kLdS, dk16, dv_live);
+    // K dC (1 part: chunk_tiles' kDv passes the rule with 1), over Dk, B from part 0 (mma.sync, ldmatrix.trans)
+    static_assert(NV == 2, "one paired B load per k-step");
+    for (int k0 = 0; k0 < dk16; k0 += 16) {
+      FragA<T> fa;
+      FragB<T> b0, b1;
+      load_a<T, true>(fa, sK, kLdK, 16 * rg, k0);
+      load_b2_sw128(b0.r, b1.r, sCp, kGradMaxDk, k0, kDvCols * cg);
+      mma<T>(dv[0], fa, b0);
+      mma<T>(dv[1], fa, b1);
+    }
 #pragma unroll
     for (int nt = 0; nt < NV; ++nt)
 #pragma unroll
@@ -269,6 +305,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     if (a.dv.data)
       store_acc<T, NV>(static_cast<T*>(a.dv.data) + off4(a.dv, b, h, t0, v0 + kDvCols * cg), a.dv.stride[2], dv, rg,
                        ntok, min(kDvCols, dv_live), nullptr);
+    state_product_done();
   }
   // dk = scale ((row scale / scale) (inter + dn) + dS^T Q), as chunk_tiles' kDk
 #pragma unroll

@@ -22,12 +22,13 @@ constexpr int kGradStateParts = 3; // ~fp32 products with the states (tiles.cuh,
 // the two inter-chunk dots; dn^ over Dk
 constexpr int kGradTokFloats = 6 * kGradTile + 4 * kGradColGroups * kGradTile + kGradMaxDk;
 
-// Q, K (64 x kGradLdK), V, dH (64 x kGradLdV), P and dS's two parts (64 x kGradLdS), the state slice's parts
-// (kGradMaxDk x kGradLdS each) as T; the fp32 staging slice (kGradMaxDk x 64) and the per-token values:
-// 224,256 bytes for 16-bit inputs (an H100 / H200 block may have 232,448).
+// The state slice's parts (kGradMaxDk x 64 each, swizzled, 1024-byte aligned), Q, K (64 x kGradLdK), V, dH
+// (64 x kGradLdV), P and dS's two parts (64 x kGradLdS) as T; the fp32 staging slice (kGradMaxDk x 64) and the
+// per-token values: 219,136 bytes for 16-bit inputs (an H100 / H200 block may have 232,448).
 constexpr size_t chunk_gradients_smem_bytes(size_t elem_bytes) {
-  return (2 * static_cast<size_t>(kGradTile) * kGradLdK + 2 * static_cast<size_t>(kGradTile) * kGradLdV +
-          3 * static_cast<size_t>(kGradTile) * kGradLdS + kGradStateParts * static_cast<size_t>(kGradMaxDk) * kGradLdS) *
+  return 1024 +  // slack to align the parts (swizzled, hopper/sw128.cuh)
+         (2 * static_cast<size_t>(kGradTile) * kGradLdK + 2 * static_cast<size_t>(kGradTile) * kGradLdV +
+          3 * static_cast<size_t>(kGradTile) * kGradLdS + kGradStateParts * static_cast<size_t>(kGradMaxDk) * kGradSlice) *
              elem_bytes +
          (static_cast<size_t>(kGradMaxDk) * kGradSlice + kGradTokFloats) * sizeof(float);
 }
