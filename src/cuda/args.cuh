@@ -2,6 +2,7 @@
 // kernel-parameter space): user tensors as given (strided), sizes, options, and workspace pointers.
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
+#include <cfloat>
 #include <cstdint>
 
 #include "tfla/tfla.h"
@@ -84,6 +85,23 @@ template <class T>
 __device__ __forceinline__ float decay_exp(float x) {
   if constexpr (sizeof(T) == 4) return expf(x);
   else return __expf(x);
+}
+
+// The forward's denominator of one query row from n.q (the state's part plus the row sum of P) and the row's
+// stabilizer m: max(|n.q|, e^{-m}) for exp (finite even where e^{-m} overflows), max(|n.q|, 1) for sig with
+// normalize = 1, 1 otherwise; *inv = 1 / (den + eps), or 1 where nothing divides. Both forward walks use it (the
+// same arithmetic, so their h agree).
+__device__ __forceinline__ float output_denominator(const Args& a, float nq, float m, float* inv) {
+  float den = 1.f;
+  *inv = 1.f;
+  if (a.variant == TFLA_VARIANT_EXP) {
+    den = fminf(fmaxf(fabsf(nq), expf(-m)), FLT_MAX);
+    *inv = 1.f / (den + a.eps);
+  } else if (a.normalize) {
+    den = fmaxf(fabsf(nq), 1.f);
+    *inv = 1.f / (den + a.eps);
+  }
+  return den;
 }
 
 }  // namespace tfla::cuda

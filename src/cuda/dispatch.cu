@@ -2,12 +2,13 @@
 // kernels of the forward and the backward on the caller's stream. No allocation, no host sync: the
 // calls are capturable in a CUDA graph.
 //
-// Path selection lives here: today every GPU of compute capability >= 8.0 runs the portable path
-// (mma.sync, sm_80); a Hopper path (wgmma/TMA, sm_90a) will be chosen here per device.
+// Path selection lives here, per device: every GPU of compute capability >= 8.0 runs the portable path (mma.sync,
+// sm_80); on sm_90 (built for sm_90a) the forward walk runs on wgmma (hopper/output_walk.cuh) at L = 64 and the
+// fused chunk backward's 3-part state products on wgmma.
 //
-// Forward : prepare_gates -> output_walk (h, the state on chip; with segments: segment_states ->
-//           segment_start_states first), or where the walk's limits do not hold (fp32 inputs, Dk > 128,
-//           L > 128, GPUs other than sm_90): chunk_states (C^_c for every chunk) -> intra_chunk_output (h).
+// Forward : prepare_gates -> output_walk (h, the state on chip; on sm_90 at L = 64 its wgmma form; with segments:
+//           segment_states -> segment_start_states first), or where the walk's limits do not hold (fp32 inputs,
+//           Dk > 128, L > 128, GPUs other than sm_90): chunk_states (C^_c for every chunk) -> intra_chunk_output (h).
 // Backward: prepare_gates -> chunk_states (the recompute of C^_c and the reverse walk for dC^_c, one launch) ->
 //           chunk_gradients (dq, dk, dv of a chunk in one block: 16-bit inputs, L = 64, Dk <= 128, Dv <= 256,
 //           sm_90), or elsewhere intra_chunk_dq, intra_chunk_dk, intra_chunk_dv -> gate_grads.
@@ -79,11 +80,16 @@ DeviceCaps device_caps(int device) {
   if (!d.ok) (void)cudaGetLastError();
   return d;
 }
-// The forward walk and the fused chunk backward are built for sm_90 only (their sm_80 builds are stubs) and need
-// more shared memory per block than other GPUs give.
+// The forward walks and the fused chunk backward are built for sm_90 only (their sm_80 builds are stubs; the wgmma
+// ones for sm_90a) and need more shared memory per block than other GPUs give.
+#ifndef TFLA_BUILT_SM90A
+#define TFLA_BUILT_SM90A 0  // CMakeLists.txt defines it when the architectures include sm_90a
+#endif
 bool runs_sm90_kernel(const DeviceCaps& d, size_t smem_bytes) {
   return d.ok && d.major == 9 && static_cast<size_t>(d.smem_optin) >= smem_bytes;
 }
+// The same for the kernels with wgmma (sm_90a-only instructions): the Hopper walk, the fused chunk backward.
+bool runs_sm90a_kernel(const DeviceCaps& d, size_t smem_bytes) { return TFLA_BUILT_SM90A && runs_sm90_kernel(d, smem_bytes); }
 
 // The walk where its limits hold and the device has the shared memory; TFLA_CUDA_FORWARD=materialized forces
 // the other path (for side-by-side measurements and tests of both paths on one GPU).
@@ -100,7 +106,7 @@ ForwardPlan plan_forward(const tfla_mlstm_problem& p, int32_t dtype) {
   // The walk on wgmma where it runs (L = 64, the default for these head dims); TFLA_CUDA_FORWARD=portable-walk
   // forces the mma.sync walk (side-by-side measurements, tests of both walks on one GPU).
   plan.hopper = p.chunk_size == kHopperWalkL && !env_forces("TFLA_CUDA_FORWARD", "portable-walk") &&
-                runs_sm90_kernel(dev, hopper_output_walk_smem_bytes(2));
+                runs_sm90a_kernel(dev, hopper_output_walk_smem_bytes(2));
   const int64_t nc = n_chunks(p);
   const int64_t blocks = p.batch * p.heads * ((p.dim_v + kWalkDv - 1) / kWalkDv);
   int64_t nseg = blocks * 2 <= sms ? sms / blocks : 1;
@@ -118,7 +124,7 @@ ForwardPlan plan_forward(const tfla_mlstm_problem& p, int32_t dtype) {
 bool plan_backward_fused(const tfla_mlstm_problem& p, int32_t dtype) {
   if (env_forces("TFLA_CUDA_BACKWARD", "separate")) return false;
   if (dtype_size(dtype) != 2 || p.chunk_size != kGradTile || p.dim_qk > kGradMaxDk || p.dim_v > kGradMaxDv) return false;
-  return runs_sm90_kernel(device_caps(p.device_index), chunk_gradients_smem_bytes(2));
+  return runs_sm90a_kernel(device_caps(p.device_index), chunk_gradients_smem_bytes(2));
 }
 
 // The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32;

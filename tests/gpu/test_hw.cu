@@ -3,7 +3,8 @@
 // operand orientation, also as load_b2 (two n-tiles per ldmatrix.x4), and mma.sync m16n8k16 (bf16, f16) or the
 // fp32 FMA emulation, against a host GEMM; the register-side split of fp32 values into 3 parts (pack2_split); named barriers;
 // the Hopper layer (src/cuda/hw/wgmma.cuh, src/cuda/hopper/sw128.cuh): wgmma m64n64k16 with operands in the
-// 128-byte-swizzled layout, K-major and MN-major, A from shared memory and from registers (ldmatrix.trans).
+// 128-byte-swizzled layout, K-major and MN-major, A from shared memory and from registers (ldmatrix.trans); wgmma
+// m64n32k16 with A from registers and mma.sync B fragments from a swizzled tile (chunk_gradients).
 // SPDX-License-Identifier: Apache-2.0
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -58,17 +59,26 @@ template <class T> float host_to(T x) { return static_cast<float>(x); }
 template <> float host_to<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
 template <> float host_to<__half>(__half x) { return __half2float(x); }
 
+// n normal values of T (h) and the same values as float (f), the exact inputs of the host reference.
+template <class T>
+void draw(std::mt19937& rng, int n, std::vector<T>& h, std::vector<float>& f) {
+  std::normal_distribution<float> nd;
+  h.resize(n);
+  f.resize(n);
+  for (int i = 0; i < n; ++i) {
+    h[i] = host_from<T>(nd(rng));
+    f[i] = host_to<T>(h[i]);
+  }
+}
+
 template <class T, bool A_KM, bool B_KM, bool PAIRS = false>
 void run_case(int rows, int cols) {
   const int n = tc::kTile * tc::kTile;
   std::mt19937 rng(rows * 131 + cols + (A_KM ? 7 : 0) + (B_KM ? 3 : 0));
-  std::normal_distribution<float> nd;
-  std::vector<T> ha(n), hb(n);
-  std::vector<float> fa(n), fb(n);
-  for (int i = 0; i < n; ++i) {
-    ha[i] = host_from<T>(nd(rng)); fa[i] = host_to<T>(ha[i]);
-    hb[i] = host_from<T>(nd(rng)); fb[i] = host_to<T>(hb[i]);
-  }
+  std::vector<T> ha, hb;
+  std::vector<float> fa, fb;
+  draw(rng, n, ha, fa);
+  draw(rng, n, hb, fb);
   // logical value of memory element (r, c) after the zero fill
   auto A = [&](int m, int k) {  // A(m, k)
     const int r = A_KM ? m : k, c = A_KM ? k : m;
@@ -200,6 +210,15 @@ __global__ void named_barrier_kernel(int* out) {
 // Inputs arrive through load_tile_sw128 with nrows / ncols valid (the rest must read as zero).
 enum WgmmaCase { kKMajorB, kMnMajorB, kRegisterA };
 
+// A warpgroup's m64nN accumulator (R = N / 2 registers per thread) to d[64][N] (the layout of hw/wgmma.cuh).
+template <int R>
+__device__ void store_wgmma_acc(float* d, const float (&acc)[R], int n) {
+  const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  for (int j = 0; j < R / 4; ++j)
+    for (int e = 0; e < 4; ++e)
+      d[(16 * warp + lane / 4 + 8 * (e >> 1)) * n + 8 * j + 2 * (lane % 4) + (e & 1)] = acc[4 * j + e];
+}
+
 template <class T, int CASE>
 __global__ void wgmma_kernel(const T* a, const T* b, float* d, int nrows, int ncols) {
 #if TFLA_HAS_WGMMA
@@ -233,9 +252,7 @@ __global__ void wgmma_kernel(const T* a, const T* b, float* d, int nrows, int nc
   tc::hw::wgmma_commit();
   tc::hw::wgmma_wait<0>();
   tc::hw::wgmma_fence_operands(acc);
-  for (int j = 0; j < 8; ++j)
-    for (int e = 0; e < 4; ++e)
-      d[(16 * warp + lane / 4 + 8 * (e >> 1)) * 64 + 8 * j + 2 * (lane % 4) + (e & 1)] = acc[4 * j + e];
+  store_wgmma_acc(d, acc, 64);
 #else
   __trap();
 #endif
@@ -246,11 +263,10 @@ void wgmma_case(int nrows, int ncols) {
   constexpr int K = CASE == kKMajorB ? 128 : 64;
   const int na = 64 * (CASE == kKMajorB ? 128 : 64), nb = 64 * 128;
   std::mt19937 rng(nrows * 7 + ncols + 100 * CASE);
-  std::normal_distribution<float> nd;
-  std::vector<T> ha(na), hb(nb);
-  std::vector<float> fa(na), fb(nb);
-  for (int i = 0; i < na; ++i) { ha[i] = host_from<T>(nd(rng)); fa[i] = host_to<T>(ha[i]); }
-  for (int i = 0; i < nb; ++i) { hb[i] = host_from<T>(nd(rng)); fb[i] = host_to<T>(hb[i]); }
+  std::vector<T> ha, hb;
+  std::vector<float> fa, fb;
+  draw(rng, na, ha, fa);
+  draw(rng, nb, hb, fb);
   const int lda = CASE == kKMajorB ? 128 : 64;
   // logical A(m, k) and B(k, n) after the zero fill of the tiles as stored
   auto A = [&](int m, int k) -> double {
@@ -337,9 +353,7 @@ __global__ void wgmma_n32_kernel(const T* a, const T* b, float* d, float* d2) {
   tc::hw::wgmma_commit();
   tc::hw::wgmma_wait<0>();
   tc::hw::wgmma_fence_operands(acc);
-  for (int j = 0; j < 4; ++j)
-    for (int e = 0; e < 4; ++e)
-      d[(16 * warp + lane / 4 + 8 * (e >> 1)) * 32 + 8 * j + 2 * (lane % 4) + (e & 1)] = acc[4 * j + e];
+  store_wgmma_acc(d, acc, 32);
   float acc2[8][4];
   tc::zero(acc2);
   for (int k = 0; k < 4; ++k)
@@ -360,13 +374,10 @@ template <class T>
 void wgmma_n32_case() {
   const int n = 64 * 64;
   std::mt19937 rng(4242);
-  std::normal_distribution<float> nd;
-  std::vector<T> ha(n), hb(n);
-  std::vector<float> fa(n), fb(n);
-  for (int i = 0; i < n; ++i) {
-    ha[i] = host_from<T>(nd(rng)); fa[i] = host_to<T>(ha[i]);
-    hb[i] = host_from<T>(nd(rng)); fb[i] = host_to<T>(hb[i]);
-  }
+  std::vector<T> ha, hb;
+  std::vector<float> fa, fb;
+  draw(rng, n, ha, fa);
+  draw(rng, n, hb, fb);
   T *da, *db;
   float *dd, *dd2;
   ASSERT_EQ(cudaMalloc(&da, n * sizeof(T)), cudaSuccess);

@@ -263,16 +263,7 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
     float inv[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      const float nqt = rowsum[i] + nq[i];
-      float den = 1.f;
-      inv[i] = 1.f;
-      if (a.variant == TFLA_VARIANT_EXP) {
-        den = fminf(fmaxf(fabsf(nqt), expf(-rm[i])), FLT_MAX);  // finite even where e^{-m} overflows
-        inv[i] = 1.f / (den + a.eps);
-      } else if (a.normalize) {
-        den = fmaxf(fabsf(nqt), 1.f);
-        inv[i] = 1.f / (den + a.eps);
-      }
+      const float den = output_denominator(a, rowsum[i] + nq[i], rm[i], &inv[i]);
       const int r = 16 * wi + g4 + 8 * i;
       if (dvt == 0 && wg == 0 && t4 == 0 && r < ntok && a.den_token.data)
         static_cast<float*>(a.den_token.data)[off3(a.den_token, b, h, t0 + r)] = den;
