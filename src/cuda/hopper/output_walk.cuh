@@ -14,14 +14,13 @@
 //   C^ -> sC as T (MN-major B), n^ -> sN | C^ *= decay, n^ *= decay | barrier (sC visible to the async proxy)
 //   group A: h  = Q C^ (m64n64, K = Dk), S = Q K^T (m64n64, K = Dk)                         [async]
 //   group B: C^ += (K^T diag(w)) V (A from registers: ldmatrix.trans, weighted; 2 x m64n64 per k-step)  [async]
-//   wait A | P = S * weights (exp, causal mask) -> registers as T, h *= row scale, q . n^     [overlaps group B]
+//     (the final-state variant, PARTS > 1, issues it one k-step at a time after h instead)
+//   wait A, B | P = S * weights (exp, causal mask) -> registers as T, h *= row scale, q . n^
 //   group C: h += P V (A = P from registers)                                                [async]
-//   wait B, C | h / (den + eps) -> global | n^ += K^T w (scalar)
+//   wait C | h / (den + eps) -> global | n^'s update K^T w (4 partial sums, folded in at the next tile)
 // Limits (dispatch.cu runs the portable walk otherwise): 16-bit inputs, Dk <= 128, L = 64, sm_90a.
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-#include <cfloat>
-
 #include "cuda/args.cuh"
 #include "cuda/hopper/output_walk_config.hpp"
 #include "cuda/hopper/sw128.cuh"

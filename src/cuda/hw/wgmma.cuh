@@ -64,11 +64,6 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[R]) {
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
-template <int R>
-__device__ __forceinline__ void wgmma_fence_operands(uint32_t (&d)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
-}
 
 // PTX ISA, "wgmma.mma_async": D (64 x N, fp32, N / 2 registers per thread) = A (64 x 16) * B (16 x N) + (accumulate ?
 // D : 0), issued by the 4 warps of a warpgroup. ss: A and B from shared memory (descriptors; TA / TB = 1 reads
