@@ -8,7 +8,8 @@
 #   TFLA_BENCH_PATHS   "auto separate" (default): tfla as dispatched, and forced onto another path side by side:
 #                      materialized = the materialized forward (TFLA_CUDA_FORWARD=materialized), portable-walk = the
 #                      mma.sync walk instead of the wgmma walk (TFLA_CUDA_FORWARD=portable-walk), separate = the
-#                      per-role backward kernels (TFLA_CUDA_BACKWARD=separate); src/cuda/dispatch.cu
+#                      per-role backward kernels (TFLA_CUDA_BACKWARD=separate), portable-states = the backward's state
+#                      recurrences on mma.sync instead of wgmma (TFLA_CUDA_STATES=portable); src/cuda/dispatch.cu
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=" ${*:-all} "
@@ -48,13 +49,14 @@ if want test; then
   grep -E "Failure|FAILED|error|Expected|Which is|actual|max\|" "$OUT/test_cuda.log" | head -60
   echo "grid: $res in $(( $(date +%s) - t0 )) s"
   summary+=("GPU grid vs fp64 reference: $res")
-  # At L = 64 (16-bit, Dk <= 128) the forward runs the wgmma walk on sm_90; its cases again on the mma.sync walk,
-  # which other GPUs (and TFLA_CUDA_FORWARD=portable-walk) run.
+  # At L = 64 (16-bit, Dk <= 128) the forward runs the wgmma walk on sm_90, and every 16-bit backward the wgmma state
+  # recurrences; the L = 64 cases again on the mma.sync walk and recurrences, which other GPUs (and
+  # TFLA_CUDA_FORWARD=portable-walk, TFLA_CUDA_STATES=portable) run.
   t0=$(date +%s)
-  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_FORWARD=portable-walk grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_portable_walk")
+  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_FORWARD=portable-walk TFLA_CUDA_STATES=portable grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_portable_walk")
   grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_portable_walk.log" | head -30
-  echo "grid, L = 64 cases on the portable walk: $res in $(( $(date +%s) - t0 )) s"
-  summary+=("GPU grid, L = 64 cases on the portable walk: $res")
+  echo "grid, L = 64 cases on the portable walk and recurrences: $res in $(( $(date +%s) - t0 )) s"
+  summary+=("GPU grid, L = 64 cases on the portable walk and recurrences: $res")
 
   echo "== compute-sanitizer"
   small='*Grid*B3H5S100K64V64*:CudaBackend.RejectsWhatItCannotRun'
@@ -79,7 +81,8 @@ if want bench; then
           check="--no-check"; [ "$S" -le 1024 ] && [ "$path" = auto ] && check="--check"
           fp=""; [ "$path" = materialized ] || [ "$path" = portable-walk ] && fp=$path
           bp=""; [ "$path" = separate ] && bp=separate
-          TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
+          sp=""; [ "$path" = portable-states ] && sp=portable
+          TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp TFLA_CUDA_STATES=$sp "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
             --dv 256 --chunk $L --dtype bf16 --reps 30 --warmup 5 $check --json --no-header 2>>"$OUT/bench.err" |
             tee -a "$OUT/bench.jsonl"
         done

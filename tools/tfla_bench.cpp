@@ -1235,16 +1235,19 @@ int main(int argc, char** argv) {
       }
       std::printf(",%s\n", !check_ran ? "skipped" : (check_failed ? "failed" : "ok"));
     } else {
-      // TFLA_CUDA_FORWARD=materialized / portable-walk and TFLA_CUDA_BACKWARD=separate (src/cuda/dispatch.cu) force
-      // the CUDA forward's materialized path / the mma.sync walk instead of the wgmma walk / the backward's per-role
-      // kernels.
+      // TFLA_CUDA_FORWARD=materialized / portable-walk, TFLA_CUDA_BACKWARD=separate and TFLA_CUDA_STATES=portable
+      // (src/cuda/dispatch.cu) force the CUDA forward's materialized path / the mma.sync walk instead of the wgmma walk /
+      // the backward's per-role kernels / its state recurrences on mma.sync instead of wgmma.
       const char* env_path = std::getenv("TFLA_CUDA_FORWARD");
       const char* forward_path = !env_path                                    ? "auto"
                                  : std::strcmp(env_path, "materialized") == 0  ? "materialized"
                                  : std::strcmp(env_path, "portable-walk") == 0 ? "portable-walk"
                                                                                : "auto";
       const char* env_bpath = std::getenv("TFLA_CUDA_BACKWARD");
-      const char* backward_path = env_bpath && std::strcmp(env_bpath, "separate") == 0 ? "separate" : "auto";
+      const char* env_spath = std::getenv("TFLA_CUDA_STATES");  // portable: the backward's recurrences on mma.sync
+      const char* backward_path = env_bpath && std::strcmp(env_bpath, "separate") == 0    ? "separate"
+                                  : env_spath && std::strcmp(env_spath, "portable") == 0 ? "portable-states"
+                                                                                          : "auto";
       std::string dn;
       for (char ch : device_desc) {
         if (ch == '"' || ch == '\\') dn += '\\';

@@ -4,12 +4,13 @@
 //
 // Path selection lives here, per device: every GPU of compute capability >= 8.0 runs the portable path (mma.sync,
 // sm_80); on sm_90 (built for sm_90a) the forward walk runs on wgmma (hopper/output_walk.cuh) at L = 64 and the
-// fused chunk backward's 3-part state products on wgmma.
+// fused chunk backward's 3-part state products and the backward's two state recurrences (hopper/chunk_states.cuh) on wgmma.
 //
 // Forward : prepare_gates -> output_walk (h, the state on chip; on sm_90 at L = 64 its wgmma form; with segments:
 //           segment_states -> segment_start_states first), or where the walk's limits do not hold (fp32 inputs,
 //           Dk > 128, L > 128, GPUs other than sm_90): chunk_states (C^_c for every chunk) -> intra_chunk_output (h).
-// Backward: prepare_gates -> chunk_states (the recompute of C^_c and the reverse walk for dC^_c, one launch) ->
+// Backward: prepare_gates -> chunk_states (the recompute of C^_c and the reverse walk for dC^_c, one launch; on sm_90
+//           its wgmma form, hopper/chunk_states.cuh, for 16-bit inputs) ->
 //           chunk_gradients (dq, dk, dv of a chunk in one block: 16-bit inputs, L = 64, Dk <= 128, Dv <= 256,
 //           sm_90), or elsewhere intra_chunk_dq, intra_chunk_dk, intra_chunk_dv -> gate_grads.
 // SPDX-License-Identifier: Apache-2.0
@@ -25,6 +26,7 @@
 #include "core/dtype.hpp"
 #include "core/status.hpp"
 #include "cuda/kernels/chunk_gradients_config.hpp"
+#include "cuda/hopper/chunk_states_config.hpp"
 #include "cuda/hopper/output_walk_config.hpp"
 #include "cuda/kernels/output_walk_config.hpp"
 #include "cuda/launch.cuh"
@@ -125,6 +127,14 @@ bool plan_backward_fused(const tfla_mlstm_problem& p, int32_t dtype) {
   if (env_forces("TFLA_CUDA_BACKWARD", "separate")) return false;
   if (dtype_size(dtype) != 2 || p.chunk_size != kGradTile || p.dim_qk > kGradMaxDk || p.dim_v > kGradMaxDv) return false;
   return runs_sm90a_kernel(device_caps(p.device_index), chunk_gradients_smem_bytes(2));
+}
+
+// The backward's two state recurrences on wgmma (hopper/chunk_states.cuh: 64 x 128 state tiles, any L) for 16-bit
+// inputs where the build has sm_90a and the device is sm_90; TFLA_CUDA_STATES=portable forces the mma.sync kernel
+// (side-by-side measurements, tests of both on one GPU).
+bool plan_backward_states_hopper(const tfla_mlstm_problem& p, int32_t dtype) {
+  if (env_forces("TFLA_CUDA_STATES", "portable") || dtype_size(dtype) != 2) return false;
+  return runs_sm90a_kernel(device_caps(p.device_index), hopper_chunk_states_smem_bytes(2));
 }
 
 // The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32;
@@ -310,9 +320,14 @@ tfla_status run_forward(const Args& a, const ForwardPlan& plan, cudaStream_t s) 
 }
 
 template <class T>
-tfla_status run_backward(const Args& a, bool fused, bool need_dq, bool need_dk, bool need_dv, cudaStream_t s) {
+tfla_status run_backward(const Args& a, bool hopper_states, bool fused, bool need_dq, bool need_dk, bool need_dv,
+                         cudaStream_t s) {
   const char* fn = "tfla_mlstm_bwd";
-  TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse)", (launch<KernelId::kStatesBackward, T>(a, s)));
+  if constexpr (sizeof(T) == 2) {
+    if (hopper_states) TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse, wgmma)", (launch<KernelId::kStatesBackwardHopper, T>(a, s)));
+  }
+  if (sizeof(T) != 2 || !hopper_states)
+    TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse)", (launch<KernelId::kStatesBackward, T>(a, s)));
   if constexpr (sizeof(T) == 2) {
     if (fused) {
       if (need_dq || need_dk || need_dv) TFLA_CUDA_TRY(fn, "chunk_gradients", (launch<KernelId::kChunkGradients, T>(a, s)));
@@ -415,7 +430,8 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesBwd, p.igate.dtype, a, s));
   TFLA_TRY(by_dtype(p.q.dtype, [&](auto t) {
-    return run_backward<decltype(t)>(a, plan_backward_fused(p.problem, p.q.dtype), p.dq.data || p.dfgate.data,
+    return run_backward<decltype(t)>(a, plan_backward_states_hopper(p.problem, p.q.dtype),
+                                     plan_backward_fused(p.problem, p.q.dtype), p.dq.data || p.dfgate.data,
                                      p.dk.data || need_gates, p.dv.data != nullptr, s);
   }));
   if (need_gates) TFLA_TRY(gates(fn, KernelId::kGateGrads, p.igate.dtype, a, s));
