@@ -1244,10 +1244,13 @@ int main(int argc, char** argv) {
                                  : std::strcmp(env_path, "portable-walk") == 0 ? "portable-walk"
                                                                                : "auto";
       const char* env_bpath = std::getenv("TFLA_CUDA_BACKWARD");
-      const char* env_spath = std::getenv("TFLA_CUDA_STATES");  // portable: the backward's recurrences on mma.sync
-      const char* backward_path = env_bpath && std::strcmp(env_bpath, "separate") == 0    ? "separate"
-                                  : env_spath && std::strcmp(env_spath, "portable") == 0 ? "portable-states"
-                                                                                          : "auto";
+      // TFLA_CUDA_STATES (portable / hopper64 / hopper128) and TFLA_CUDA_STATE_STORES=streaming: the backward's
+      // state recurrences forced onto one kernel / their stores with the evict-first hint
+      const char* env_spath = std::getenv("TFLA_CUDA_STATES");
+      const char* env_stores = std::getenv("TFLA_CUDA_STATE_STORES");
+      std::string backward_path = env_bpath && std::strcmp(env_bpath, "separate") == 0 ? "separate" : "auto";
+      if (env_spath && *env_spath) backward_path += std::string(" states=") + env_spath;
+      if (env_stores && std::strcmp(env_stores, "streaming") == 0) backward_path += " stores=streaming";
       std::string dn;
       for (char ch : device_desc) {
         if (ch == '"' || ch == '\\') dn += '\\';
@@ -1262,7 +1265,7 @@ int main(int argc, char** argv) {
                   tfla_version_string(), dev_name, dn.c_str(), variant_name, static_cast<int>(opt.normalize),
                   static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(S),
                   static_cast<long long>(Dk), static_cast<long long>(Dv), static_cast<long long>(chunk),
-                  dtype_name(dtype), dtype_name(gdtype), layout_name, forward_path, backward_path, opt.state ? "true" : "false",
+                  dtype_name(dtype), dtype_name(gdtype), layout_name, forward_path, backward_path.c_str(), opt.state ? "true" : "false",
                   static_cast<long long>(reps), static_cast<long long>(warmup), t_fwd, t_bwd, t_all);
       for (size_t i = 0; i < fwd_ms.size(); ++i) std::printf("%s%.6f", i ? "," : "", fwd_ms[i]);
       std::printf("],\"bwd_ms_all\":[");

@@ -52,6 +52,10 @@ struct Args {
   // nseg > 1, seg_states holds per (b,h, segment) Dk*Dv + Dk floats: the segment's start state C^, n^.
   int nseg, seg_chunks;
   float* seg_states;
+  // The backward's wgmma state recurrences store the per-chunk states with st.global.cs (evict first: they are read
+  // back only after the whole launch, by chunk_gradients) instead of plain stores. A measurement knob
+  // (TFLA_CUDA_STATE_STORES=streaming, dispatch.cu) until one form is chosen.
+  int stream_states;
 };
 
 __host__ __device__ inline int cdiv(int a, int b) { return (a + b - 1) / b; }

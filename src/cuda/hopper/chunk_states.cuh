@@ -31,12 +31,14 @@
 
 namespace tfla::cuda {
 
-template <class T, bool REVERSE>
+template <class T, bool REVERSE, int COLS>
 __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   // ---- configuration -------------------------------------------------------------------------------
   constexpr int kParts = kStateParts<T>;
   constexpr int kATileBytes = kTile * kHopperStatesRows * 2;  // [token][dk]: one 64-column panel
-  constexpr int kBTileBytes = kTile * kHopperStatesCols * 2;  // [token][dv]: two panels
+  constexpr int kPanels = COLS / 64;
+  static_assert(COLS == 64 || COLS == 128, "one or two 64-column panels");
+  constexpr int kBTileBytes = kTile * COLS * 2;  // [token][dv]: kPanels panels
   using MMA = hw::Wgmma<T, 64>;
   extern __shared__ unsigned char smem_raw[];
   // 1024-byte alignment for the swizzle patterns (the allocation has 1024 bytes of slack for it)
@@ -46,12 +48,12 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   float* const sWts = reinterpret_cast<float*>(smem + kHopperStatesSlots * (kATileBytes + kBTileBytes));
   auto sW = [&](int s) { return sWts + s * kHopperStatesSlotFloats; };  // [0, 64): token weights, [64]: chunk decay
 
-  const int n_dv_tiles = cdiv(a.Dv, kHopperStatesCols);
+  const int n_dv_tiles = cdiv(a.Dv, COLS);
   const int ti = blockIdx.x / n_dv_tiles, tj = blockIdx.x % n_dv_tiles;
   const int bh = blockIdx.y, b = bh / a.H, h = bh % a.H;
   const int tid = threadIdx.x, wi = tid >> 5, lane = tid & 31, g4 = lane >> 2, t4 = lane & 3;
-  const int dk0 = ti * kHopperStatesRows, dv0 = tj * kHopperStatesCols;
-  const int rows = min(kHopperStatesRows, a.Dk - dk0), cols = min(kHopperStatesCols, a.Dv - dv0);
+  const int dk0 = ti * kHopperStatesRows, dv0 = tj * COLS;
+  const int rows = min(kHopperStatesRows, a.Dk - dk0), cols = min(COLS, a.Dv - dv0);
   // as in the portable kernel: n^ rides in the blocks of Dv tile 0; the recompute accumulates it only for
   // <dn_last, n_last> (den comes from the forward's den_token); the adjoint dn^ only decays (den is held constant)
   const bool carries_n = tj == 0 && tid < rows;
@@ -70,9 +72,9 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   // st[q][i] (the wgmma accumulator layout) ------------------------------------------------------------
   auto row_of = [&](int i) { return 16 * wi + g4 + 8 * ((i & 3) >> 1); };
   auto col_of = [&](int q, int i) { return 64 * q + 8 * (i >> 2) + 2 * t4 + (i & 1); };
-  float st[2][32];
+  float st[kPanels][32];
 #pragma unroll
-  for (int q = 0; q < 2; ++q)
+  for (int q = 0; q < kPanels; ++q)
 #pragma unroll
     for (int i = 0; i < 32; ++i) {
       const int r = row_of(i), c = col_of(q, i);
@@ -85,11 +87,15 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   auto store_state = [&](int slot) {
     float* dst = states + static_cast<int64_t>(slot) * a.Dk * a.Dv + static_cast<int64_t>(dk0) * a.Dv + dv0;
 #pragma unroll
-    for (int q = 0; q < 2; ++q)
+    for (int q = 0; q < kPanels; ++q)
 #pragma unroll
       for (int i = 0; i < 32; i += 2) {
         const int r = row_of(i), c = col_of(q, i);
-        if (r < rows && c < cols) *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(st[q][i], st[q][i + 1]);
+        if (r < rows && c < cols) {
+          float2* p = reinterpret_cast<float2*>(dst + r * a.Dv + c);
+          if (a.stream_states) __stcs(p, make_float2(st[q][i], st[q][i + 1]));
+          else *p = make_float2(st[q][i], st[q][i + 1]);
+        }
       }
     if (carries_n) nstates[static_cast<int64_t>(slot) * a.Dk + dk0 + tid] = n;
   };
@@ -103,7 +109,7 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
     const int s = j % kHopperStatesSlots, t0 = seq_tile(j) * kTile, ntok = min(kTile, a.S - t0);
     load_tile_sw128<T, kTile, kHopperStatesRows, kHopperStatesThreads>(sA(s), gA + t0 * tA.stride[2], tA.stride[2],
                                                                         ntok, rows, tid);
-    load_tile_sw128<T, kTile, kHopperStatesCols, kHopperStatesThreads>(sB(s), gB + t0 * tB.stride[2], tB.stride[2],
+    load_tile_sw128<T, kTile, COLS, kHopperStatesThreads>(sB(s), gB + t0 * tB.stride[2], tB.stride[2],
                                                                         ntok, cols, tid);
   };
   // Tile j's weights (wstate / wrev from prepare_gates; zero past S) and its chunk's decay (threads 0..64): loaded
@@ -148,7 +154,7 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
     if (chunk_start) {
       const float decay = w[kTile];  // e^{g_c + m^_c - m^_{c+1}} <= 1 (prepare_gates)
 #pragma unroll
-      for (int q = 0; q < 2; ++q)
+      for (int q = 0; q < kPanels; ++q)
 #pragma unroll
         for (int i = 0; i < 32; ++i) st[q][i] *= decay;
       n *= decay;
@@ -170,19 +176,19 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
       load_a_trans_sw128(raw.r, sA(s), kTile, 16 * wi, 16 * kk);
       scale_a_cols<T, kParts>(fk[kk], raw, w, 16 * kk);
     }
-    hw::wgmma_fence_operands(st[0]);
-    hw::wgmma_fence_operands(st[1]);
+#pragma unroll
+    for (int q = 0; q < kPanels; ++q) hw::wgmma_fence_operands(st[q]);
     hw::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kTile / 16; ++kk)
 #pragma unroll
       for (int p = 0; p < kParts; ++p)
 #pragma unroll
-        for (int q = 0; q < 2; ++q) MMA::template rs<1>(st[q], fk[kk][p].r, desc_mn_major(b_addr, kTile, q, 16 * kk), 1);
+        for (int q = 0; q < kPanels; ++q) MMA::template rs<1>(st[q], fk[kk][p].r, desc_mn_major(b_addr, kTile, q, 16 * kk), 1);
     hw::wgmma_commit();
     hw::wgmma_wait<0>();
-    hw::wgmma_fence_operands(st[0]);
-    hw::wgmma_fence_operands(st[1]);
+#pragma unroll
+    for (int q = 0; q < kPanels; ++q) hw::wgmma_fence_operands(st[q]);
   }
   store_state(REVERSE ? 0 : a.NC);
 
@@ -191,7 +197,7 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   const tfla_tensor& out_n = REVERSE ? a.dn0 : a.n_last;
   if (out.data) {
 #pragma unroll
-    for (int q = 0; q < 2; ++q)
+    for (int q = 0; q < kPanels; ++q)
 #pragma unroll
       for (int i = 0; i < 32; ++i) {
         const int r = row_of(i), c = col_of(q, i);
@@ -204,9 +210,9 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   // kernel's layout (statedot[bh][dk tile x n_dv64 + dv tile], gates.cuh sums them), n's term in Dv tile 0's.
   if (!REVERSE && a.statedot) {
     const int n_dv64 = cdiv(a.Dv, kTile);
-    __shared__ float red[2][kHopperStatesThreads / 32];
+    __shared__ float red[kPanels][kHopperStatesThreads / 32];
 #pragma unroll
-    for (int q = 0; q < 2; ++q) {
+    for (int q = 0; q < kPanels; ++q) {
       float x = 0.f;
       if (a.dc_last.data) {
 #pragma unroll
@@ -223,8 +229,8 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
       if (lane == 0) red[q][wi] = x;
     }
     __syncthreads();
-    if (tid < 2) {
-      const int panel = 2 * tj + tid;
+    if (tid < kPanels) {
+      const int panel = kPanels * tj + tid;
       if (panel < n_dv64)
         a.statedot[static_cast<int64_t>(bh) * cdiv(a.Dk, kTile) * n_dv64 + ti * n_dv64 + panel] =
             (red[tid][0] + red[tid][1]) + (red[tid][2] + red[tid][3]);
@@ -234,13 +240,14 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
 
 // Both recurrences in one launch, as the portable chunk_states_backward_kernel (they are independent; with few heads
 // each alone fills half the GPU).
-template <class T>
-__global__ void __launch_bounds__(kHopperStatesThreads, kHopperStatesBlocksPerSm) hopper_chunk_states_backward_kernel(Args a) {
+template <class T, int COLS>
+__global__ void __launch_bounds__(kHopperStatesThreads, kHopperStatesBlocksPerSm)
+    hopper_chunk_states_backward_kernel(Args a) {
 #if !TFLA_HAS_WGMMA
   __trap();  // built for sm_90a only; dispatch.cu picks it only on sm_90 devices
 #else
-  if (blockIdx.z == 0) hopper_chunk_states_body<T, false>(a);
-  else hopper_chunk_states_body<T, true>(a);
+  if (blockIdx.z == 0) hopper_chunk_states_body<T, false, COLS>(a);
+  else hopper_chunk_states_body<T, true, COLS>(a);
 #endif
 }
 
