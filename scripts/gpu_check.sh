@@ -9,9 +9,7 @@
 #                      materialized = the materialized forward (TFLA_CUDA_FORWARD=materialized), portable-walk = the
 #                      mma.sync walk instead of the wgmma walk (TFLA_CUDA_FORWARD=portable-walk), separate = the
 #                      per-role backward kernels (TFLA_CUDA_BACKWARD=separate), portable-states = the backward's state
-#                      recurrences on mma.sync instead of wgmma (TFLA_CUDA_STATES=portable), states64 / states128 = on
-#                      wgmma with that tile width (TFLA_CUDA_STATES=hopper64 / hopper128); a "-cs" suffix adds their
-#                      evict-first stores (TFLA_CUDA_STATE_STORES=streaming); src/cuda/dispatch.cu
+#                      recurrences on mma.sync instead of wgmma (TFLA_CUDA_STATES=portable); src/cuda/dispatch.cu
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=" ${*:-all} "
@@ -59,13 +57,6 @@ if want test; then
   grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_portable_walk.log" | head -30
   echo "grid, L = 64 cases on the portable walk and recurrences: $res in $(( $(date +%s) - t0 )) s"
   summary+=("GPU grid, L = 64 cases on the portable walk and recurrences: $res")
-  # The wgmma recurrences' tile width is chosen per shape (dispatch.cu: mostly 64 for the grid's small B*H); the
-  # L = 64 cases again with the 128-wide tiles.
-  t0=$(date +%s)
-  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_STATES=hopper128 grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_states128")
-  grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_states128.log" | head -30
-  echo "grid, L = 64 cases with 128-wide wgmma recurrences: $res in $(( $(date +%s) - t0 )) s"
-  summary+=("GPU grid, L = 64 cases with 128-wide wgmma recurrences: $res")
 
   echo "== compute-sanitizer"
   small='*Grid*B3H5S100K64V64*:CudaBackend.RejectsWhatItCannotRun'
@@ -90,14 +81,8 @@ if want bench; then
           check="--no-check"; [ "$S" -le 1024 ] && [ "$path" = auto ] && check="--check"
           fp=""; [ "$path" = materialized ] || [ "$path" = portable-walk ] && fp=$path
           bp=""; [ "$path" = separate ] && bp=separate
-          sp=""; ss=""
-          case "$path" in
-            portable-states) sp=portable ;;
-            states64*) sp=hopper64 ;;
-            states128*) sp=hopper128 ;;
-          esac
-          [[ "$path" == *-cs ]] && ss=streaming
-          TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp TFLA_CUDA_STATES=$sp TFLA_CUDA_STATE_STORES=$ss "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
+          sp=""; [ "$path" = portable-states ] && sp=portable
+          TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp TFLA_CUDA_STATES=$sp "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
             --dv 256 --chunk $L --dtype bf16 --reps 30 --warmup 5 $check --json --no-header 2>>"$OUT/bench.err" |
             tee -a "$OUT/bench.jsonl"
         done

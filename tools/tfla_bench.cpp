@@ -1244,13 +1244,10 @@ int main(int argc, char** argv) {
                                  : std::strcmp(env_path, "portable-walk") == 0 ? "portable-walk"
                                                                                : "auto";
       const char* env_bpath = std::getenv("TFLA_CUDA_BACKWARD");
-      // TFLA_CUDA_STATES (portable / hopper64 / hopper128) and TFLA_CUDA_STATE_STORES=streaming: the backward's
-      // state recurrences forced onto one kernel / their stores with the evict-first hint
+      // TFLA_CUDA_STATES=portable: the backward's state recurrences on mma.sync instead of wgmma
       const char* env_spath = std::getenv("TFLA_CUDA_STATES");
-      const char* env_stores = std::getenv("TFLA_CUDA_STATE_STORES");
       std::string backward_path = env_bpath && std::strcmp(env_bpath, "separate") == 0 ? "separate" : "auto";
       if (env_spath && *env_spath) backward_path += std::string(" states=") + env_spath;
-      if (env_stores && std::strcmp(env_stores, "streaming") == 0) backward_path += " stores=streaming";
       std::string dn;
       for (char ch : device_desc) {
         if (ch == '"' || ch == '\\') dn += '\\';

@@ -52,10 +52,9 @@ struct Args {
   // nseg > 1, seg_states holds per (b,h, segment) Dk*Dv + Dk floats: the segment's start state C^, n^.
   int nseg, seg_chunks;
   float* seg_states;
-  // The backward's wgmma state recurrences store the per-chunk states with st.global.cs (evict first: they are read
-  // back only after the whole launch, by chunk_gradients) instead of plain stores. A measurement knob
-  // (TFLA_CUDA_STATE_STORES=streaming, dispatch.cu) until one form is chosen.
-  int stream_states;
+  // Backward with the fused chunk kernel and no c0: slot 0 of cstates (C^_0 = 0) is not read (chunk_gradients skips
+  // chunk 0's dq inter-chunk term), so the recurrences do not store it.
+  int skip_state0;
 };
 
 __host__ __device__ inline int cdiv(int a, int b) { return (a + b - 1) / b; }
@@ -69,6 +68,15 @@ __device__ __forceinline__ int64_t off3(const tfla_tensor& t, int64_t a, int64_t
 }
 __device__ __forceinline__ int64_t off2(const tfla_tensor& t, int64_t a, int64_t b) {
   return a * t.stride[0] + b * t.stride[1];
+}
+
+// Whether a kernel reads slot `slot` of the states (REVERSE = false: cstates, true: dcstates): the forward's h
+// and the backward's dq read C^_c for chunks c < NC, the backward's dk / dv dC^_{c+1} for c + 1 >= 1 (chunk_tiles.cuh,
+// chunk_gradients.cuh; the final state and dc0 are written from registers). With the fused chunk backward and no c0,
+// C^_0 = 0 is not read either (Args::skip_state0). At S = 1,024 and L = 64 these are 3 of the 34 slots per head.
+__device__ __forceinline__ bool state_slot_read(const Args& a, bool reverse, int slot) {
+  if (reverse) return slot > 0;
+  return slot < a.NC && !(slot == 0 && a.skip_state0);
 }
 
 // ---- gate arithmetic shared by the kernels ----

@@ -130,26 +130,11 @@ bool plan_backward_fused(const tfla_mlstm_problem& p, int32_t dtype) {
 }
 
 // The backward's two state recurrences on wgmma (hopper/chunk_states.cuh, any L) for 16-bit inputs where the build has
-// sm_90a and the device is sm_90: the state-tile width (Dv columns, 128 or 64), or 0 for the mma.sync kernel.
-// TFLA_CUDA_STATES=portable / hopper64 / hopper128 forces one (side-by-side measurements, tests of each on one GPU).
-// The width: 64 where a 128-wide tile would be at most half full (Dv = 64, 192, ...); otherwise the one whose last
-// wave of blocks is fuller (at B*H = 64, the main shape's S = 16,384, on 132 SMs: 512 blocks of width 128 fill 1.3
-// waves of 396 slots, 1,024 of width 64 fill 2.6).
-int plan_backward_states(const tfla_mlstm_problem& p, int32_t dtype) {
-  if (env_forces("TFLA_CUDA_STATES", "portable") || dtype_size(dtype) != 2) return 0;
-  const DeviceCaps dev = device_caps(p.device_index);
-  const bool w64 = runs_sm90a_kernel(dev, hopper_chunk_states_smem_bytes(64, 2));
-  const bool w128 = runs_sm90a_kernel(dev, hopper_chunk_states_smem_bytes(128, 2));
-  if (!w64 || !w128) return w64 ? 64 : 0;
-  if (env_forces("TFLA_CUDA_STATES", "hopper64")) return 64;
-  if (env_forces("TFLA_CUDA_STATES", "hopper128")) return 128;
-  if (p.dim_v % 128 != 0 && p.dim_v % 128 <= 64) return 64;
-  auto last_wave_fill = [&](int cols) {
-    const int64_t blocks = ((p.dim_qk + 63) / 64) * ((p.dim_v + cols - 1) / cols) * p.batch * p.heads * 2;
-    const int64_t slots = static_cast<int64_t>(kHopperStatesBlocksPerSm) * dev.sms;
-    return static_cast<double>(blocks) / static_cast<double>(((blocks + slots - 1) / slots) * slots);
-  };
-  return last_wave_fill(64) > last_wave_fill(128) + 0.1 ? 64 : 128;
+// sm_90a and the device is sm_90; TFLA_CUDA_STATES=portable forces the mma.sync kernel (side-by-side measurements,
+// tests of both on one GPU).
+bool plan_backward_states_hopper(const tfla_mlstm_problem& p, int32_t dtype) {
+  if (env_forces("TFLA_CUDA_STATES", "portable") || dtype_size(dtype) != 2) return false;
+  return runs_sm90a_kernel(device_caps(p.device_index), hopper_chunk_states_smem_bytes(2));
 }
 
 // The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32;
@@ -335,14 +320,12 @@ tfla_status run_forward(const Args& a, const ForwardPlan& plan, cudaStream_t s) 
 }
 
 template <class T>
-tfla_status run_backward(const Args& a, int hopper_states, bool fused, bool need_dq, bool need_dk, bool need_dv,
+tfla_status run_backward(const Args& a, bool hopper_states, bool fused, bool need_dq, bool need_dk, bool need_dv,
                          cudaStream_t s) {
   const char* fn = "tfla_mlstm_bwd";
   if constexpr (sizeof(T) == 2) {
-    if (hopper_states == 128)
-      TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse, wgmma)", (launch<KernelId::kStatesBackwardHopper128, T>(a, s)));
-    if (hopper_states == 64)
-      TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse, wgmma)", (launch<KernelId::kStatesBackwardHopper64, T>(a, s)));
+    if (hopper_states)
+      TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse, wgmma)", (launch<KernelId::kStatesBackwardHopper, T>(a, s)));
   }
   if (sizeof(T) != 2 || !hopper_states)
     TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse)", (launch<KernelId::kStatesBackward, T>(a, s)));
@@ -444,13 +427,14 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   a.dq = p.dq; a.dk = p.dk; a.dv = p.dv; a.digate = p.digate; a.dfgate = p.dfgate;
   a.dc0 = p.dc0; a.dn0 = p.dn0;
   layout(p.problem, true, sizeof(float), ForwardPlan{}, workspace, &a, nullptr);
-  a.stream_states = env_forces("TFLA_CUDA_STATE_STORES", "streaming") ? 1 : 0;
+  const bool fused = plan_backward_fused(p.problem, p.q.dtype);
+  a.skip_state0 = fused && !p.c0.data;
   const bool need_gates = p.digate.data || p.dfgate.data;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesBwd, p.igate.dtype, a, s));
   TFLA_TRY(by_dtype(p.q.dtype, [&](auto t) {
-    return run_backward<decltype(t)>(a, plan_backward_states(p.problem, p.q.dtype),
-                                     plan_backward_fused(p.problem, p.q.dtype), p.dq.data || p.dfgate.data,
+    return run_backward<decltype(t)>(a, plan_backward_states_hopper(p.problem, p.q.dtype), fused,
+                                     p.dq.data || p.dfgate.data,
                                      p.dk.data || need_gates, p.dv.data != nullptr, s);
   }));
   if (need_gates) TFLA_TRY(gates(fn, KernelId::kGateGrads, p.igate.dtype, a, s));

@@ -47,12 +47,11 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   } else if constexpr (K == KernelId::kStatesBackward) {
     return launch_with_smem(chunk_states_backward_kernel<T>, dim3(n_dk * n_dv, bh, 2), dim3(kThreads),
                             chunk_states_smem_bytes<T>(), stream, a);
-  } else if constexpr (K == KernelId::kStatesBackwardHopper128 || K == KernelId::kStatesBackwardHopper64) {
+  } else if constexpr (K == KernelId::kStatesBackwardHopper) {
     static_assert(sizeof(T) == 2, "the wgmma recurrences take 16-bit inputs");
-    constexpr int cols = K == KernelId::kStatesBackwardHopper128 ? 128 : 64;
-    const dim3 grid(static_cast<unsigned>(cdiv(a.Dk, kHopperStatesRows) * cdiv(a.Dv, cols)), bh, 2);
-    return launch_with_smem(hopper_chunk_states_backward_kernel<T, cols>, grid, dim3(kHopperStatesThreads),
-                            hopper_chunk_states_smem_bytes(cols, sizeof(T)), stream, a);
+    const dim3 grid(static_cast<unsigned>(cdiv(a.Dk, kHopperStatesRows) * cdiv(a.Dv, kHopperStatesCols)), bh, 2);
+    return launch_with_smem(hopper_chunk_states_backward_kernel<T>, grid, dim3(kHopperStatesThreads),
+                            hopper_chunk_states_smem_bytes(sizeof(T)), stream, a);
   } else if constexpr (K == KernelId::kOutputWalk || K == KernelId::kOutputWalkFinal || K == KernelId::kSegmentStates ||
                        K == KernelId::kSegmentStatesFinal) {
     static_assert(sizeof(T) == 2, "the forward walk takes 16-bit inputs");

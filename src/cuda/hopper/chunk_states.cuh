@@ -7,19 +7,18 @@
 // both with ~fp32 products (the weighted A operand in kStateParts 16-bit parts) and stored in fp32, for
 // chunk_gradients' dq / dk and the gate gradients.
 //
-// Why: the portable kernel (64 x 64 state tiles, 4 warps, mma.sync) took 2.69 ms of the backward's 6.2 at S = 1,024 on
-// an H100 and 2.86 at S = 65,536 (ncu, v6.2, bench/NOTES.md): its 3-part products are 412 GFLOP at S = 1,024 and each
-// 64-column V / dH tile was read by 4 blocks. Here one warpgroup owns a 64 x 128 tile (half the B-tile reads per
-// state element), the products run asynchronously on wgmma with A = K^T diag(w) from registers (ldmatrix.trans of
-// the swizzled token tile, weighted and split there), and the fp32 stores of each chunk's state are the only work
-// that scales with Dk x Dv besides them.
+// Why: the portable kernel (64 x 64 state tiles, 4 warps, mma.sync, 2 blocks per SM) took 2.69 ms of the backward's
+// 6.2 at S = 1,024 on an H100 and 2.86 at S = 65,536 (ncu, v6.2, bench/NOTES.md): its 3-part products are 412 GFLOP
+// at S = 1,024. Here the products run asynchronously on wgmma with A = K^T diag(w) from registers (ldmatrix.trans of
+// the swizzled token tile, weighted and split there), 3 blocks per SM, and the fp32 stores of each chunk's state are
+// the only other work that scales with Dk x Dv. What is left is the stores' DRAM traffic (4.2 GB at S = 1,024).
 //
-// Grid: (Dk / 64 x Dv / 128 state tiles, B*H, 2); 128 threads (one warpgroup), 3 blocks per SM. Warp w owns state rows
-// 16 w .. 16 w + 15 of the tile, both 64-column panels (the wgmma accumulator layout). Per 64-token tile j (in
+// Grid: (Dk / 64 x Dv / kHopperStatesCols state tiles, B*H, 2); 128 threads (one warpgroup), 3 blocks per SM. Warp w
+// owns state rows 16 w .. 16 w + 15 of the tile (the wgmma accumulator layout). Per 64-token tile j (in
 // processing order: forward for z = 0, reverse for z = 1), all operands in shared memory, 128-byte swizzle:
 //   weights of tile j + 1 -> shared, of j + 2 -> a register | chunk boundary: the state entering it -> global (fp32)
 //   wait for tile j | barrier (tile j visible; tile j - 1's slot free) | queue tile j + 2 (3-slot ring, cp.async)
-//   chunk boundary: state *= decay | state += A^T diag(w) B: 4 k-steps x kStateParts x 2 panels of m64n64k16 [async]
+//   chunk boundary: state *= decay | state += A^T diag(w) B: 4 k-steps x kStateParts x panels of m64n64k16   [async]
 //   wait
 // Limits (dispatch.cu runs the portable kernel otherwise): 16-bit inputs, sm_90a. Any L (a multiple of 64), Dk, Dv.
 // SPDX-License-Identifier: Apache-2.0
@@ -31,12 +30,12 @@
 
 namespace tfla::cuda {
 
-template <class T, bool REVERSE, int COLS>
+template <class T, bool REVERSE>
 __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   // ---- configuration -------------------------------------------------------------------------------
   constexpr int kParts = kStateParts<T>;
   constexpr int kATileBytes = kTile * kHopperStatesRows * 2;  // [token][dk]: one 64-column panel
-  constexpr int kPanels = COLS / 64;
+  constexpr int COLS = kHopperStatesCols, kPanels = COLS / 64;
   static_assert(COLS == 64 || COLS == 128, "one or two 64-column panels");
   constexpr int kBTileBytes = kTile * COLS * 2;  // [token][dv]: kPanels panels
   using MMA = hw::Wgmma<T, 64>;
@@ -84,18 +83,16 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   float n = 0.f;
   if (carries_n && init_n.data) n = static_cast<const float*>(init_n.data)[off3(init_n, b, h, dk0 + tid)];
 
+  // Slots nothing reads are not stored (args.cuh, state_slot_read).
   auto store_state = [&](int slot) {
+    if (!state_slot_read(a, REVERSE, slot)) return;
     float* dst = states + static_cast<int64_t>(slot) * a.Dk * a.Dv + static_cast<int64_t>(dk0) * a.Dv + dv0;
 #pragma unroll
     for (int q = 0; q < kPanels; ++q)
 #pragma unroll
       for (int i = 0; i < 32; i += 2) {
         const int r = row_of(i), c = col_of(q, i);
-        if (r < rows && c < cols) {
-          float2* p = reinterpret_cast<float2*>(dst + r * a.Dv + c);
-          if (a.stream_states) __stcs(p, make_float2(st[q][i], st[q][i + 1]));
-          else *p = make_float2(st[q][i], st[q][i + 1]);
-        }
+        if (r < rows && c < cols) *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(st[q][i], st[q][i + 1]);
       }
     if (carries_n) nstates[static_cast<int64_t>(slot) * a.Dk + dk0 + tid] = n;
   };
@@ -240,14 +237,14 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
 
 // Both recurrences in one launch, as the portable chunk_states_backward_kernel (they are independent; with few heads
 // each alone fills half the GPU).
-template <class T, int COLS>
+template <class T>
 __global__ void __launch_bounds__(kHopperStatesThreads, kHopperStatesBlocksPerSm)
     hopper_chunk_states_backward_kernel(Args a) {
 #if !TFLA_HAS_WGMMA
   __trap();  // built for sm_90a only; dispatch.cu picks it only on sm_90 devices
 #else
-  if (blockIdx.z == 0) hopper_chunk_states_body<T, false, COLS>(a);
-  else hopper_chunk_states_body<T, true, COLS>(a);
+  if (blockIdx.z == 0) hopper_chunk_states_body<T, false>(a);
+  else hopper_chunk_states_body<T, true>(a);
 #endif
 }
 

@@ -115,7 +115,10 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
       hw::cp_async_16(sStage + r * kGradSlice + scol, ok ? src + static_cast<int64_t>(r) * a.Dv : cst, ok ? 16 : 0);
     }
   };
-  issue_slice(0);
+  // Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk term, and the recurrences do not store that slot
+  // (Args::skip_state0), so its slices are neither loaded nor multiplied.
+  const bool dq_inter = !(c == 0 && a.skip_state0);
+  issue_slice(dq_inter ? 0 : nvs);
   hw::cp_async_commit();
   if (tid < kTile) {
     const bool ok = tid < ntok;
@@ -267,7 +270,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   };
   zero(acc);
   // dq's inter-chunk term: dH C^_c^T over Dv, slice by slice
-  for (int j = 0; j < nvs; ++j) {
+  for (int j = 0; dq_inter && j < nvs; ++j) {
     next_slice(j);
     state_product(sDH + j * kGradSlice, kLdV);
     state_product_done();  // before the next slice's split overwrites the parts

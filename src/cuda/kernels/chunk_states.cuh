@@ -82,6 +82,7 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
     n = static_cast<const float*>(init_n.data)[off3(init_n, b, h, dk0 + tid)];
 
   auto store_state = [&](int slot) {
+    if (!state_slot_read(a, REVERSE, slot)) return;
     STATE_T* dst = states + static_cast<int64_t>(slot) * a.Dk * a.Dv + static_cast<int64_t>(dk0) * a.Dv + dv0;
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)

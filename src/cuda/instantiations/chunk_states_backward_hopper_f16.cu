@@ -3,5 +3,5 @@
 #include "cuda/launch_impl.cuh"
 
 namespace tfla::cuda {
-template cudaError_t launch<KernelId::kStatesBackwardHopper128, __half>(const Args&, cudaStream_t);
+template cudaError_t launch<KernelId::kStatesBackwardHopper, __half>(const Args&, cudaStream_t);
 }  // namespace tfla::cuda

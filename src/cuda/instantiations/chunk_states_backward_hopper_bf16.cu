@@ -3,5 +3,5 @@
 #include "cuda/launch_impl.cuh"
 
 namespace tfla::cuda {
-template cudaError_t launch<KernelId::kStatesBackwardHopper64, __half>(const Args&, cudaStream_t);
+template cudaError_t launch<KernelId::kStatesBackwardHopper, __nv_bfloat16>(const Args&, cudaStream_t);
 }  // namespace tfla::cuda
