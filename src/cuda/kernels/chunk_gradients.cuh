@@ -275,6 +275,9 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     state_product(sDH + j * kGradSlice, kLdV);
     state_product_done();  // before the next slice's split overwrites the parts
   }
+  // Without the inter-chunk loop, no next_slice barrier has published P, dS and A's sums yet (racecheck found dq's
+  // dS K reading dS before every warp had written it).
+  if (!dq_inter) __syncthreads();
   // dq = scale (row scale * inter + dS K)
 #pragma unroll
   for (int nt = 0; nt < NK; ++nt)
