@@ -55,6 +55,10 @@ struct Args {
   // Backward with the fused chunk kernel and no c0: slot 0 of cstates (C^_0 = 0) is not read (chunk_gradients skips
   // chunk 0's dq inter-chunk term), so the recurrences do not store it.
   int skip_state0;
+  // Backward with the fused chunk kernel: the recurrences store cstates / dcstates as 2 parts of T (hi, lo), part p
+  // of slot s at T offset (2 s + p) Dk Dv, each [dk][dv] (the same bytes as fp32), which chunk_gradients copies
+  // straight into its operand tiles; else fp32 (the per-role kernels).
+  int split_states;
 };
 
 __host__ __device__ inline int cdiv(int a, int b) { return (a + b - 1) / b; }

@@ -429,6 +429,7 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   layout(p.problem, true, sizeof(float), ForwardPlan{}, workspace, &a, nullptr);
   const bool fused = plan_backward_fused(p.problem, p.q.dtype);
   a.skip_state0 = fused && !p.c0.data;
+  a.split_states = fused;
   const bool need_gates = p.digate.data || p.dfgate.data;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesBwd, p.igate.dtype, a, s));

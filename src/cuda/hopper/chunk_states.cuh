@@ -87,12 +87,23 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   auto store_state = [&](int slot) {
     if (!state_slot_read(a, REVERSE, slot)) return;
     float* dst = states + static_cast<int64_t>(slot) * a.Dk * a.Dv + static_cast<int64_t>(dk0) * a.Dv + dv0;
+    const int64_t part_elems = static_cast<int64_t>(a.Dk) * a.Dv;
 #pragma unroll
     for (int q = 0; q < kPanels; ++q)
 #pragma unroll
       for (int i = 0; i < 32; i += 2) {
         const int r = row_of(i), c = col_of(q, i);
-        if (r < rows && c < cols) *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(st[q][i], st[q][i + 1]);
+        if (r < rows && c < cols) {
+          if (a.split_states) {  // slot's T parts at the slot's bytes (Args::split_states)
+            uint32_t hl[2];
+            pack2_split<T, 2>(hl, 1, st[q][i], st[q][i + 1]);
+            T* dt = reinterpret_cast<T*>(states + static_cast<int64_t>(slot) * a.Dk * a.Dv) + (dk0 + r) * a.Dv + dv0 + c;
+            *reinterpret_cast<uint32_t*>(dt) = hl[0];
+            *reinterpret_cast<uint32_t*>(dt + part_elems) = hl[1];
+          } else {
+            *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(st[q][i], st[q][i + 1]);
+          }
+        }
       }
     if (carries_n) nstates[static_cast<int64_t>(slot) * a.Dk + dk0 + tid] = n;
   };

@@ -15,10 +15,10 @@
 //   sums of A -- the same quantities, in the same roles, as chunk_tiles' kDq / kDk (one computation of dS serves
 //   both, so its rounding cancels exactly in d phi = revcumsum(q.dq - k.dk)).
 //
-// Pipeline: q, k, v, dh of the chunk land in shared memory once (cp.async). The fp32 states stream through in
-// 64-column Dv slices: C^_c (dq), then dC^_{c+1} (dk and the matching 64 columns of dv). Per slice:
-//   wait for the slice in the fp32 staging buffer | barrier | split it into 3 parts of T (~fp32 products) |
-//   barrier | issue the next slice's cp.async into the staging buffer | the slice's tensor-core products
+// Pipeline: q, k, v, dh of the chunk land in shared memory once (cp.async). The states, stored by the recurrences
+// as 2 parts of T (hi + lo, ~2^-17 relative for bf16), stream through in 64-column Dv slices: C^_c (dq), then
+// dC^_{c+1} (dk and the matching 64 columns of dv). Per slice:
+//   wait for slice j (its stage) | barrier | queue slice j + 1's cp.async into the other stage | slice j's products
 // so each slice's load overlaps the previous slice's products.
 //
 // Warps: w = 0..15, row group rg = w % 4 (tokens 16 rg ..), column group cg = w / 4 (score columns 16 cg ..,
@@ -51,18 +51,18 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   constexpr int kScoreCols = kTile / CG, kDkCols = kGradMaxDk / CG, kDvCols = kGradSlice / CG;
   constexpr int NS = kScoreCols / 8, NK = kDkCols / 8, NV = kDvCols / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  // The state slice's parts first, 1024-byte aligned (the allocation has the slack): kGradStateParts tiles [dk][64]
-  // of T in the 128-byte swizzle (hopper/sw128.cuh), read by wgmma (K-major: dq's and dk's C^T / dC^T) and by
-  // ldmatrix (dv's dC).
+  // The state slices' parts first, 1024-byte aligned (the allocation has the slack): per stage kGradStateParts tiles
+  // [dk][64] of T in the 128-byte swizzle (hopper/sw128.cuh), copied there from the recurrences' split states, read
+  // by wgmma (K-major: dq's and dk's C^T / dC^T) and by ldmatrix (dv's dC).
   unsigned char* const sCp = smem_raw + ((1024u - (hw::smem_addr(smem_raw) & 1023u)) & 1023u);
-  T* const sQ = reinterpret_cast<T*>(sCp + kGradStateParts * kPartBytes);  // [token][dk]
+  auto part = [&](int j, int p) { return sCp + ((j & 1) * kGradStateParts + p) * kPartBytes; };  // slice j's part p
+  T* const sQ = reinterpret_cast<T*>(sCp + kGradSliceStages * kGradStateParts * kPartBytes);  // [token][dk]
   T* const sK = sQ + kTile * kLdK;                // [token][dk]
   T* const sV = sK + kTile * kLdK;                // [token][dv]
   T* const sDH = sV + kTile * kLdV;               // [token][dv]
   T* const sP = sDH + kTile * kLdV;               // P [tau][sigma]
   T* const sDS = sP + kTile * kLdS;               // dS [tau][sigma], 2 parts (hi at sDS, lo at sDS + kTile * kLdS)
-  float* const sStage = reinterpret_cast<float*>(sDS + 2 * kTile * kLdS);  // fp32 slice [dk][64]
-  float* const sB = sStage + kGradMaxDk * kGradSlice;  // per token: b, iota, m, 1 / (den + eps)
+  float* const sB = reinterpret_cast<float*>(sDS + 2 * kTile * kLdS);  // per token: b, iota, m, 1 / (den + eps)
   float* const sIota = sB + kTile;
   float* const sM = sIota + kTile;
   float* const sInv = sM + kTile;
@@ -84,8 +84,10 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   const int64_t slot = static_cast<int64_t>(bh) * (a.NC + 1) + c;
   const float m_in = a.mhat[slot];
   const int64_t state_elems = static_cast<int64_t>(a.Dk) * a.Dv;
-  const float* const cst = a.cstates + slot * state_elems;          // C^_c (the backward's fp32 recompute)
-  const float* const dcst = a.dcstates + (slot + 1) * state_elems;  // dC^_{c+1}
+  // C^_c (the backward's recompute) and dC^_{c+1}, each as kGradStateParts parts of T (Args::split_states: part p
+  // at p * Dk * Dv, [dk][dv])
+  const T* const cst = reinterpret_cast<const T*>(a.cstates) + slot * kGradStateParts * state_elems;
+  const T* const dcst = reinterpret_cast<const T*>(a.dcstates) + (slot + 1) * kGradStateParts * state_elems;
 
   // ---- loads: the chunk's q, k, v, dh (zero past S and past the head dims), the first state slice ----
   {
@@ -99,21 +101,16 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     rows(a.v, sV, kLdV, a.Dv);
     rows(a.dh, sDH, kLdV, a.Dv);
   }
-  // Slice j < nvs: columns 64 j.. of C^_c; j >= nvs: columns 64 (j - nvs).. of dC^_{c+1}. Rows >= Dk and columns
-  // >= Dv arrive as zeros (src-size 0). Thread tid moves the 16-byte pieces (srow + kPieceRows i, scol) of a slice,
-  // here and in the split below (the first version's per-piece index arithmetic was 10% of the instructions).
-  constexpr int kPieceRows = kGradThreads / (kGradSlice / 4);
-  const int srow = tid / (kGradSlice / 4), scol = (tid % (kGradSlice / 4)) * 4;
+  // Slice j < nvs: columns 64 j.. of C^_c; j >= nvs: columns 64 (j - nvs).. of dC^_{c+1}; its parts straight into
+  // stage j % 2 (rows >= Dk and columns >= Dv as zeros). v6 streamed fp32 slices through one staging buffer and split
+  // them there, between two barriers, with no second buffer to load into meanwhile (NOTES v4, v6).
   auto issue_slice = [&](int j) {
     const int v0 = (j < nvs ? j : j - nvs) * kGradSlice;
-    const float* src = (j < nvs ? cst : dcst) + v0 + scol;
-    const bool col_ok = scol < a.Dv - v0;
+    const T* src = (j < nvs ? cst : dcst) + v0;
 #pragma unroll
-    for (int i = 0; i < kGradMaxDk / kPieceRows; ++i) {
-      const int r = srow + i * kPieceRows;
-      const bool ok = col_ok && r < a.Dk;
-      hw::cp_async_16(sStage + r * kGradSlice + scol, ok ? src + static_cast<int64_t>(r) * a.Dv : cst, ok ? 16 : 0);
-    }
+    for (int p = 0; p < kGradStateParts; ++p)
+      load_tile_sw128<T, kGradMaxDk, kGradSlice, kGradThreads>(part(j, p), src + p * state_elems, a.Dv, a.Dk,
+                                                               min(kGradSlice, a.Dv - v0), tid);
   };
   // Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk term, and the recurrences do not store that slot
   // (Args::skip_state0), so its slices are neither loaded nor multiplied.
@@ -189,23 +186,11 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
       }
   }
 
-  // ---- state slices: wait, split into parts, issue the next one -------------------------------------
+  // ---- state slices: wait for slice j, queue slice j + 1 into the other stage ----------------------------
   auto next_slice = [&](int j) {
     hw::cp_async_wait<0>();
-    __syncthreads();  // slice j landed for every thread; the parts of slice j - 1 (and P, dS, the sums) are done
-#pragma unroll
-    for (int i = 0; i < kGradMaxDk / kPieceRows; ++i) {
-      const int r = srow + i * kPieceRows;
-      const float4 x = *reinterpret_cast<const float4*>(sStage + r * kGradSlice + scol);
-      uint32_t lo[kGradStateParts], hi[kGradStateParts];
-      pack2_split<T, kGradStateParts>(lo, 1, x.x, x.y);
-      pack2_split<T, kGradStateParts>(hi, 1, x.z, x.w);
-#pragma unroll
-      for (int p = 0; p < kGradStateParts; ++p)  // one 8-byte store per part (4-byte stores conflicted 2-way)
-        *reinterpret_cast<uint2*>(sCp + p * kPartBytes + sw128_offset(kGradMaxDk, r, scol)) = make_uint2(lo[p], hi[p]);
-    }
-    hw::fence_proxy_async_smem();  // the parts, for wgmma's reads
-    __syncthreads();
+    hw::fence_proxy_async_smem();  // slice j's cp.async writes, for wgmma's reads
+    __syncthreads();  // slice j landed for every thread; slice j - 1's products (and P, dS, the sums) are done
     if (j + 1 < 2 * nvs) issue_slice(j + 1);
     hw::cp_async_commit();
   };
@@ -238,7 +223,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   // mma and most of its fragment loads here (bench/NOTES.md v4, v6).
   static_assert(kDkCols == 32 && NK == 4, "one m64n32 accumulator per warpgroup");
   float (&acc_wg)[16] = reinterpret_cast<float (&)[16]>(acc);
-  auto state_product = [&](const T* sRowsSlice, int ld) {
+  auto state_product = [&](int j, const T* sRowsSlice, int ld) {
     FragA<T> fa[kGradSlice / 16];
 #pragma unroll
     for (int k = 0; k < kGradSlice / 16; ++k) load_a<T, true>(fa[k], sRowsSlice, ld, 16 * rg, 16 * k);
@@ -249,7 +234,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
 #pragma unroll
       for (int p = 0; p < kGradStateParts; ++p)
         hw::Wgmma<T, 32>::template rs<0>(
-            acc_wg, fa[k].r, desc_k_major(hw::smem_addr(sCp + p * kPartBytes) + kDkCols * cg * 128, kGradMaxDk, 16 * k), 1);
+            acc_wg, fa[k].r, desc_k_major(hw::smem_addr(part(j, p)) + kDkCols * cg * 128, kGradMaxDk, 16 * k), 1);
     hw::wgmma_commit();
   };
   auto state_product_done = [&]() {
@@ -272,7 +257,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   // dq's inter-chunk term: dH C^_c^T over Dv, slice by slice
   for (int j = 0; dq_inter && j < nvs; ++j) {
     next_slice(j);
-    state_product(sDH + j * kGradSlice, kLdV);
+    state_product(j, sDH + j * kGradSlice, kLdV);
     state_product_done();  // before the next slice's split overwrites the parts
   }
   // Without the inter-chunk loop, no next_slice barrier has published P, dS and A's sums yet (racecheck found dq's
@@ -290,7 +275,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   for (int j = 0; j < nvs; ++j) {
     next_slice(nvs + j);
     const int v0 = j * kGradSlice, dv_live = a.Dv - v0 - kDvCols * cg;
-    state_product(sV + v0, kLdV);  // runs under dv's products below
+    state_product(nvs + j, sV + v0, kLdV);  // runs under dv's products below
     float dv[NV][4];
     zero(dv);
     // K dC (1 part: chunk_tiles' kDv passes the rule with 1), over Dk, B from part 0 (mma.sync, ldmatrix.trans)
@@ -299,7 +284,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
       FragA<T> fa;
       FragB<T> b0, b1;
       load_a<T, true>(fa, sK, kLdK, 16 * rg, k0);
-      load_b2_sw128(b0.r, b1.r, sCp, kGradMaxDk, k0, kDvCols * cg);
+      load_b2_sw128(b0.r, b1.r, part(nvs + j, 0), kGradMaxDk, k0, kDvCols * cg);
       mma<T>(dv[0], fa, b0);
       mma<T>(dv[1], fa, b1);
     }

@@ -17,20 +17,26 @@ constexpr int kGradLdK = kGradMaxDk + 8;  // shared row lengths (elements): the 
 constexpr int kGradLdV = kGradMaxDv + 8;
 constexpr int kGradLdS = kGradTile + 8;   // 64-wide tiles: P, dS, state slice parts
 constexpr int kGradSlice = 64;     // Dv columns of the fp32 state per pipeline step
-constexpr int kGradStateParts = 3; // ~fp32 products with the states (tiles.cuh, kStateParts)
+// The states arrive split into 2 parts of T (hi, lo: ~2^-17 relative for bf16; Args::split_states, stored so by the
+// recurrences), copied straight into the swizzled operand tiles; two stages, so slice j + 1 loads under slice j's
+// products. v6 read fp32 states and split each 64-column slice into 3 parts in shared memory (~fp32), between two
+// barriers and without a second buffer (bench/NOTES.md v4, v6, v7).
+constexpr int kGradStateParts = 2;
+constexpr int kGradSliceStages = 2;
 // per token: b, iota, m, 1 / (den + eps), two row scales; per column group and token: row / column sums of A and
 // the two inter-chunk dots; dn^ over Dk
 constexpr int kGradTokFloats = 6 * kGradTile + 4 * kGradColGroups * kGradTile + kGradMaxDk;
 
-// The state slice's parts (kGradMaxDk x 64 each, swizzled, 1024-byte aligned), Q, K (64 x kGradLdK), V, dH
-// (64 x kGradLdV), P and dS's two parts (64 x kGradLdS) as T; the fp32 staging slice (kGradMaxDk x 64) and the
-// per-token values: 219,136 bytes for 16-bit inputs (an H100 / H200 block may have 232,448).
+// The state slices' parts in two stages (kGradMaxDk x 64 each, swizzled, 1024-byte aligned), Q, K (64 x kGradLdK),
+// V, dH (64 x kGradLdV), P and dS's two parts (64 x kGradLdS) as T, and the per-token values: 202,752 bytes for
+// 16-bit inputs (an H100 / H200 block may have 232,448).
 constexpr size_t chunk_gradients_smem_bytes(size_t elem_bytes) {
   return 1024 +  // slack to align the parts (swizzled, hopper/sw128.cuh)
          (2 * static_cast<size_t>(kGradTile) * kGradLdK + 2 * static_cast<size_t>(kGradTile) * kGradLdV +
-          3 * static_cast<size_t>(kGradTile) * kGradLdS + kGradStateParts * static_cast<size_t>(kGradMaxDk) * kGradSlice) *
+          3 * static_cast<size_t>(kGradTile) * kGradLdS +
+          kGradSliceStages * kGradStateParts * static_cast<size_t>(kGradMaxDk) * kGradSlice) *
              elem_bytes +
-         (static_cast<size_t>(kGradMaxDk) * kGradSlice + kGradTokFloats) * sizeof(float);
+         kGradTokFloats * sizeof(float);
 }
 
 }  // namespace tfla::cuda

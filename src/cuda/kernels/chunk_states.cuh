@@ -90,7 +90,17 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
       for (int e = 0; e < 4; e += 2) {
         const int r = acc_row(warp, e), c = acc_col(nt, e);
         if (r < rows && c < cols) {
-          if constexpr (std::is_same_v<STATE_T, float>) {
+          if constexpr (std::is_same_v<STATE_T, float> && sizeof(T) == 2) {
+            if (a.split_states) {  // the slot's T parts at the slot's bytes (Args::split_states)
+              uint32_t hl[2];
+              pack2_split<T, 2>(hl, 1, acc[nt][e], acc[nt][e + 1]);
+              T* dt = reinterpret_cast<T*>(states + static_cast<int64_t>(slot) * a.Dk * a.Dv) + (dk0 + r) * a.Dv + dv0 + c;
+              *reinterpret_cast<uint32_t*>(dt) = hl[0];
+              *reinterpret_cast<uint32_t*>(dt + static_cast<int64_t>(a.Dk) * a.Dv) = hl[1];
+            } else {
+              *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(acc[nt][e], acc[nt][e + 1]);
+            }
+          } else if constexpr (std::is_same_v<STATE_T, float>) {
             *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(acc[nt][e], acc[nt][e + 1]);
           } else {
             *reinterpret_cast<uint32_t*>(dst + r * a.Dv + c) = pack2<STATE_T>(acc[nt][e], acc[nt][e + 1]);
