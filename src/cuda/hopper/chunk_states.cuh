@@ -46,6 +46,9 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   auto sB = [&](int s) { return sA(s) + kATileBytes; };                     // V (z = 0) or dH (z = 1)
   float* const sWts = reinterpret_cast<float*>(smem + kHopperStatesSlots * (kATileBytes + kBTileBytes));
   auto sW = [&](int s) { return sWts + s * kHopperStatesSlotFloats; };  // [0, 64): token weights, [64]: chunk decay
+  // a split state's two parts, [dk][dv] each in the 128-byte swizzle (conflict-free pair stores, 16-byte reads)
+  constexpr int kPartTileBytes = kHopperStatesRows * COLS * 2;
+  unsigned char* const sOut = reinterpret_cast<unsigned char*>(sWts + kHopperStatesSlots * kHopperStatesSlotFloats);
 
   const int n_dv_tiles = cdiv(a.Dv, COLS);
   const int ti = blockIdx.x / n_dv_tiles, tj = blockIdx.x % n_dv_tiles;
@@ -86,25 +89,41 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   // Slots nothing reads are not stored (args.cuh, state_slot_read).
   auto store_state = [&](int slot) {
     if (!state_slot_read(a, REVERSE, slot)) return;
-    float* dst = states + static_cast<int64_t>(slot) * a.Dk * a.Dv + static_cast<int64_t>(dk0) * a.Dv + dv0;
-    const int64_t part_elems = static_cast<int64_t>(a.Dk) * a.Dv;
+    if (a.split_states) {
+      // The slot's 2 parts of T at the slot's bytes (Args::split_states), through shared memory so that every warp
+      // store writes whole 128-byte lines: the pairs' 4-byte stores straight from the registers (half a 32-byte
+      // sector per row and instruction) made the kernel 3x slower (2.26 -> 6.92 ms at S = 1,024, NOTES v7.3).
 #pragma unroll
-    for (int q = 0; q < kPanels; ++q)
+      for (int q = 0; q < kPanels; ++q)
 #pragma unroll
-      for (int i = 0; i < 32; i += 2) {
-        const int r = row_of(i), c = col_of(q, i);
-        if (r < rows && c < cols) {
-          if (a.split_states) {  // slot's T parts at the slot's bytes (Args::split_states)
-            uint32_t hl[2];
-            pack2_split<T, 2>(hl, 1, st[q][i], st[q][i + 1]);
-            T* dt = reinterpret_cast<T*>(states + static_cast<int64_t>(slot) * a.Dk * a.Dv) + (dk0 + r) * a.Dv + dv0 + c;
-            *reinterpret_cast<uint32_t*>(dt) = hl[0];
-            *reinterpret_cast<uint32_t*>(dt + part_elems) = hl[1];
-          } else {
-            *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(st[q][i], st[q][i + 1]);
-          }
+        for (int i = 0; i < 32; i += 2) {
+          uint32_t hl[2];
+          pack2_split<T, 2>(hl, 1, st[q][i], st[q][i + 1]);
+          const uint32_t off = sw128_offset(kHopperStatesRows, row_of(i), col_of(q, i));
+          *reinterpret_cast<uint32_t*>(sOut + off) = hl[0];
+          *reinterpret_cast<uint32_t*>(sOut + kPartTileBytes + off) = hl[1];
         }
+      __syncthreads();  // (the next chunk rewrites sOut only after the tile's barrier, which follows these reads)
+      T* const dt = reinterpret_cast<T*>(states + static_cast<int64_t>(slot) * a.Dk * a.Dv) +
+                    static_cast<int64_t>(dk0) * a.Dv + dv0;
+      constexpr int kChunksPerRow = COLS / 8, kChunksPerPart = kHopperStatesRows * kChunksPerRow;
+#pragma unroll
+      for (int idx = tid; idx < 2 * kChunksPerPart; idx += kHopperStatesThreads) {
+        const int p = idx / kChunksPerPart, r = (idx % kChunksPerPart) / kChunksPerRow, c = 8 * (idx % kChunksPerRow);
+        if (r < rows && c < cols)
+          *reinterpret_cast<uint4*>(dt + p * static_cast<int64_t>(a.Dk) * a.Dv + static_cast<int64_t>(r) * a.Dv + c) =
+              *reinterpret_cast<const uint4*>(sOut + p * kPartTileBytes + sw128_offset(kHopperStatesRows, r, c));
       }
+    } else {
+      float* dst = states + static_cast<int64_t>(slot) * a.Dk * a.Dv + static_cast<int64_t>(dk0) * a.Dv + dv0;
+#pragma unroll
+      for (int q = 0; q < kPanels; ++q)
+#pragma unroll
+        for (int i = 0; i < 32; i += 2) {
+          const int r = row_of(i), c = col_of(q, i);
+          if (r < rows && c < cols) *reinterpret_cast<float2*>(dst + r * a.Dv + c) = make_float2(st[q][i], st[q][i + 1]);
+        }
+    }
     if (carries_n) nstates[static_cast<int64_t>(slot) * a.Dk + dk0 + tid] = n;
   };
 
