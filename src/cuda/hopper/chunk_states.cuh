@@ -46,9 +46,11 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   auto sB = [&](int s) { return sA(s) + kATileBytes; };                     // V (z = 0) or dH (z = 1)
   float* const sWts = reinterpret_cast<float*>(smem + kHopperStatesSlots * (kATileBytes + kBTileBytes));
   auto sW = [&](int s) { return sWts + s * kHopperStatesSlotFloats; };  // [0, 64): token weights, [64]: chunk decay
-  // a split state's two parts, [dk][dv] each in the 128-byte swizzle (conflict-free pair stores, 16-byte reads)
-  constexpr int kPartTileBytes = kHopperStatesRows * COLS * 2;
-  unsigned char* const sOut = reinterpret_cast<unsigned char*>(sWts + kHopperStatesSlots * kHopperStatesSlotFloats);
+  // a split state's two parts, per warp its 16 rows [dk][dv] of each in the 128-byte swizzle (conflict-free pair
+  // stores, 16-byte reads)
+  constexpr int kWarpPartBytes = 16 * COLS * 2;
+  unsigned char* const sOut = reinterpret_cast<unsigned char*>(sWts + kHopperStatesSlots * kHopperStatesSlotFloats) +
+                              (threadIdx.x >> 5) * 2 * kWarpPartBytes;
 
   const int n_dv_tiles = cdiv(a.Dv, COLS);
   const int ti = blockIdx.x / n_dv_tiles, tj = blockIdx.x % n_dv_tiles;
@@ -90,29 +92,35 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   auto store_state = [&](int slot) {
     if (!state_slot_read(a, REVERSE, slot)) return;
     if (a.split_states) {
-      // The slot's 2 parts of T at the slot's bytes (Args::split_states), through shared memory so that every warp
-      // store writes whole 128-byte lines: the pairs' 4-byte stores straight from the registers (half a 32-byte
-      // sector per row and instruction) made the kernel 3x slower (2.26 -> 6.92 ms at S = 1,024, NOTES v7.3).
+      // The slot's 2 parts of T at the slot's bytes (Args::split_states), each warp's 16 rows through its own piece of
+      // shared memory so that every store writes whole 128-byte lines: the pairs' 4-byte stores straight from the
+      // registers (half a 32-byte sector per row and instruction) made the kernel 3x slower (2.26 -> 6.92 ms at
+      // S = 1,024); a block-wide staging tile and barrier 1.4x slower at S = 65,536 (2.40 -> 3.44 ms; NOTES v7.3, v7.4).
 #pragma unroll
       for (int q = 0; q < kPanels; ++q)
 #pragma unroll
         for (int i = 0; i < 32; i += 2) {
           uint32_t hl[2];
           pack2_split<T, 2>(hl, 1, st[q][i], st[q][i + 1]);
-          const uint32_t off = sw128_offset(kHopperStatesRows, row_of(i), col_of(q, i));
+          const uint32_t off = sw128_offset(16, g4 + 8 * ((i & 3) >> 1), col_of(q, i));
           *reinterpret_cast<uint32_t*>(sOut + off) = hl[0];
-          *reinterpret_cast<uint32_t*>(sOut + kPartTileBytes + off) = hl[1];
+          *reinterpret_cast<uint32_t*>(sOut + kWarpPartBytes + off) = hl[1];
         }
-      __syncthreads();  // (the next chunk rewrites sOut only after the tile's barrier, which follows these reads)
+      __syncwarp();  // (the warp rewrites its piece only in a later chunk, after the tile's barrier)
       T* const dt = reinterpret_cast<T*>(states + static_cast<int64_t>(slot) * a.Dk * a.Dv) +
-                    static_cast<int64_t>(dk0) * a.Dv + dv0;
-      constexpr int kChunksPerRow = COLS / 8, kChunksPerPart = kHopperStatesRows * kChunksPerRow;
+                    static_cast<int64_t>(dk0 + 16 * wi) * a.Dv + dv0;
+      const int64_t part_elems = static_cast<int64_t>(a.Dk) * a.Dv;
+      // lane: the 16-byte chunk c / 8 of rows r0, r0 + kRowsPerStep, ... (a warp store: kRowsPerStep whole rows)
+      constexpr int kChunksPerRow = COLS / 8, kRowsPerStep = 32 / kChunksPerRow;
+      const int c = 8 * (lane % kChunksPerRow), r0 = lane / kChunksPerRow;
+      if (c < cols) {
 #pragma unroll
-      for (int idx = tid; idx < 2 * kChunksPerPart; idx += kHopperStatesThreads) {
-        const int p = idx / kChunksPerPart, r = (idx % kChunksPerPart) / kChunksPerRow, c = 8 * (idx % kChunksPerRow);
-        if (r < rows && c < cols)
-          *reinterpret_cast<uint4*>(dt + p * static_cast<int64_t>(a.Dk) * a.Dv + static_cast<int64_t>(r) * a.Dv + c) =
-              *reinterpret_cast<const uint4*>(sOut + p * kPartTileBytes + sw128_offset(kHopperStatesRows, r, c));
+        for (int p = 0; p < 2; ++p)
+#pragma unroll
+          for (int r = r0; r < 16; r += kRowsPerStep)
+            if (16 * wi + r < rows)
+              *reinterpret_cast<uint4*>(dt + p * part_elems + r * a.Dv + c) =
+                  *reinterpret_cast<const uint4*>(sOut + p * kWarpPartBytes + sw128_offset(16, r, c));
       }
     } else {
       float* dst = states + static_cast<int64_t>(slot) * a.Dk * a.Dv + static_cast<int64_t>(dk0) * a.Dv + dv0;

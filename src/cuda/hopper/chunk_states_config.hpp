@@ -22,7 +22,7 @@ constexpr int kHopperStatesBlocksPerSm = 3;
 
 // 1024 bytes of slack to align the swizzled tiles; per ring slot the A tile (64 tokens x 64 Dk of K or Q) and the
 // B tile (64 tokens x kHopperStatesCols Dv of V or dH) as 16-bit T, and the slot's weights; the staging tile of a
-// split state (2 parts of T): 67,376 bytes.
+// split state (2 parts of T, per warp its 16 rows): 67,376 bytes.
 constexpr size_t hopper_chunk_states_smem_bytes(size_t elem_bytes) {
   return 1024 + static_cast<size_t>(kHopperStatesSlots) * 64 * (kHopperStatesRows + kHopperStatesCols) * elem_bytes +
          static_cast<size_t>(kHopperStatesSlots) * kHopperStatesSlotFloats * sizeof(float) +
