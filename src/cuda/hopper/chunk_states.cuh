@@ -4,19 +4,22 @@
 //   blockIdx.z = 0, the recompute: C^_{c+1} = e^{g_c + m^_c - m^_{c+1}} C^_c + K_c^T diag(wstate) V_c  -> cstates slot c
 //   blockIdx.z = 1, the adjoints : dC^_c = e^{g_c + m^_c - m^_{c+1}} dC^_{c+1} + Q^_c^T diag(wrev) dH_c -> dcstates slot c + 1
 //
-// both with ~fp32 products (the weighted A operand in kStateParts 16-bit parts) and stored in fp32, for
-// chunk_gradients' dq / dk and the gate gradients.
+// both with ~fp32 products (the weighted A operand in kStateParts 16-bit parts), for chunk_gradients' dq / dk and the
+// gate gradients: stored as 2 parts of T (hi, lo) for the fused chunk backward (Args::split_states), else in fp32
+// (the per-role kernels). Slots nothing reads are skipped (state_slot_read).
 //
 // Why: the portable kernel (64 x 64 state tiles, 4 warps, mma.sync, 2 blocks per SM) took 2.69 ms of the backward's
 // 6.2 at S = 1,024 on an H100 and 2.86 at S = 65,536 (ncu, v6.2, bench/NOTES.md): its 3-part products are 412 GFLOP
 // at S = 1,024. Here the products run asynchronously on wgmma with A = K^T diag(w) from registers (ldmatrix.trans of
-// the swizzled token tile, weighted and split there), 3 blocks per SM, and the fp32 stores of each chunk's state are
-// the only other work that scales with Dk x Dv. What is left is the stores' DRAM traffic (4.2 GB at S = 1,024).
+// the swizzled token tile, weighted and split there), 3 blocks per SM, and the stores of each chunk's state are the
+// only other work that scales with Dk x Dv. What is left is their DRAM traffic (4.2 GB at S = 1,024): 2.23 ms at
+// S = 1,024, 2.43 at 65,536 (v7.5).
 //
 // Grid: (Dk / 64 x Dv / kHopperStatesCols state tiles, B*H, 2); 128 threads (one warpgroup), 3 blocks per SM. Warp w
 // owns state rows 16 w .. 16 w + 15 of the tile (the wgmma accumulator layout). Per 64-token tile j (in
 // processing order: forward for z = 0, reverse for z = 1), all operands in shared memory, 128-byte swizzle:
-//   weights of tile j + 1 -> shared, of j + 2 -> a register | chunk boundary: the state entering it -> global (fp32)
+//   weights of tile j + 1 -> shared, of j + 2 -> a register | chunk boundary: the state entering it -> global
+//     (split: each warp's 16 rows through its own piece of shared memory, then whole 128-byte lines)
 //   wait for tile j | barrier (tile j visible; tile j - 1's slot free) | queue tile j + 2 (3-slot ring, cp.async)
 //   chunk boundary: state *= decay | state += A^T diag(w) B: 4 k-steps x kStateParts x panels of m64n64k16   [async]
 //   wait

@@ -24,7 +24,7 @@
 // Warps: w = 0..15, row group rg = w % 4 (tokens 16 rg ..), column group cg = w / 4 (score columns 16 cg ..,
 // Dk columns 32 cg .. of dq / dk, 16 columns of each 64-wide dv slice).
 // Limits (dispatch.cu runs the per-role kernels otherwise): 16-bit inputs, L = 64, Dk <= 128, Dv <= 256, and the
-// 219 KB of shared memory of chunk_gradients_config.hpp (sm_90).
+// 203 KB of shared memory of chunk_gradients_config.hpp (sm_90).
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include <cfloat>
@@ -39,7 +39,7 @@ namespace tfla::cuda {
 template <class T>
 __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a) {
 #if !TFLA_HAS_WGMMA
-  // sm_90a only (wgmma; 219 KB of shared memory per block, more than sm_80 / sm_86 / sm_89 can give): dispatch.cu
+  // sm_90a only (wgmma; 203 KB of shared memory per block, more than sm_80 / sm_86 / sm_89 can give): dispatch.cu
   // never picks this kernel elsewhere (the per-role kernels run); its build there would only cost compile time.
   __trap();
 #else
