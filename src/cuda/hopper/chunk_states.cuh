@@ -29,6 +29,7 @@
 #include "cuda/args.cuh"
 #include "cuda/hopper/chunk_states_config.hpp"
 #include "cuda/hopper/sw128.cuh"
+#include "cuda/kernels/chunk_states.cuh"  // TileWeightsAhead
 #include "cuda/tiles.cuh"
 
 namespace tfla::cuda {
@@ -150,19 +151,11 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
     load_tile_sw128<T, kTile, COLS, kHopperStatesThreads>(sB(s), gB + t0 * tB.stride[2], tB.stride[2],
                                                                         ntok, cols, tid);
   };
-  // Tile j's weights (wstate / wrev from prepare_gates; zero past S) and its chunk's decay (threads 0..64): loaded
-  // into a register two tiles ahead, stored to the tile's slot one tile ahead (the portable kernel's scheme: global
-  // loads in the tile loop stalled the warps, 4-byte cp.async copies cost L2 requests; bench/NOTES.md v4.5).
-  const float* const wtok = (REVERSE ? a.wrev : a.wstate) + tok0;
-  float w_ahead = 0.f;
-  auto load_weight = [&](int j) {
-    const int t0 = seq_tile(j) * kTile;
-    if (tid < kTile) w_ahead = t0 + tid < a.S ? wtok[t0 + tid] : 0.f;
-    else if (tid == kTile) w_ahead = a.chunk_decay[static_cast<int64_t>(bh) * a.NC + t0 / a.L];
-  };
-  auto store_weight = [&](int j) {
-    if (tid <= kTile) sW(j % kHopperStatesSlots)[tid] = w_ahead;
-  };
+  // Tile j's weights and its chunk's decay (kernels/chunk_states.cuh, TileWeightsAhead): into a register two tiles
+  // ahead, to the tile's slot one tile ahead.
+  TileWeightsAhead wts{(REVERSE ? a.wrev : a.wstate) + tok0, a.chunk_decay + static_cast<int64_t>(bh) * a.NC, a.S, a.L};
+  auto load_weight = [&](int j) { wts.load(seq_tile(j) * kTile, tid); };
+  auto store_weight = [&](int j) { wts.store(sW(j % kHopperStatesSlots), tid); };
 
   // ---- the recurrence --------------------------------------------------------------------------------
   issue(0);

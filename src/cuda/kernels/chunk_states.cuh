@@ -21,6 +21,26 @@
 
 namespace tfla::cuda {
 
+// The per-token weights of one 64-token tile and its chunk's decay for the recurrences (threads 0..64; precomputed by
+// prepare_gates: wstate = state_weight, wrev = scale w_t / (den + eps), with expf), loaded into a register ahead of
+// their tile and stored to shared memory one tile later, so no warp waits on them. v2 computed them from global loads
+// in the tile loop (long-scoreboard stalls 2.1 cycles per instruction, ncu, H100); 4-byte cp.async copies instead
+// added an L2 request per token (L2 throughput 85 -> 92%, 2.54 -> 2.80 ms at S = 1,024; bench/NOTES.md v4.5). Both
+// recurrence kernels (this one and hopper/chunk_states.cuh) use it.
+struct TileWeightsAhead {
+  const float* wtok;         // this head's per-token weights
+  const float* chunk_decay;  // this head's per-chunk decays
+  int S, L;
+  float w = 0.f;
+  __device__ __forceinline__ void load(int t0, int tid) {  // tile starting at token t0
+    if (tid < kTile) w = t0 + tid < S ? wtok[t0 + tid] : 0.f;  // zero past S
+    else if (tid == kTile) w = chunk_decay[t0 / L];
+  }
+  __device__ __forceinline__ void store(float* dst, int tid) const {  // dst[0, 64): weights, dst[64]: decay
+    if (tid <= kTile) dst[tid] = w;
+  }
+};
+
 // Shared memory of chunk_states_kernel<T>: two stages of (A tile, B tile, per-token weights and the chunk's decay).
 constexpr int kStatesStageFloats = kTile + 4;
 template <class T>
@@ -123,21 +143,10 @@ __device__ __forceinline__ void chunk_states_body(const Args& a) {
     load_tile_async<T>(sA0 + st * kTile * kLd, gA + t0 * tA.stride[2], tA.stride[2], ntok, rows);
     load_tile_async<T>(sB0 + st * kTile * kLd, gB + t0 * tB.stride[2], tB.stride[2], ntok, cols);
   };
-  // Tile j's per-token weights and its chunk's decay (threads 0..64), precomputed by prepare_gates (wstate:
-  // state_weight; wrev: scale w_t / (den + eps), with expf), are loaded into a register one tile ahead and
-  // stored to shared memory one tile later, so no warp waits on them. v2 computed them in issue() from global
-  // loads (long-scoreboard stalls 2.1 cycles per instruction, ncu, H100); 4-byte cp.async copies instead added
-  // an L2 request per token (L2 throughput 85 -> 92%, 2.54 -> 2.80 ms at S = 1,024; bench/NOTES.md v4).
-  const float* const wtok = (REVERSE ? a.wrev : a.wstate) + tok0;
-  float w_ahead = 0.f;
-  auto load_weight = [&](int j) {
-    const int t0 = seq_tile(j) * kTile;
-    if (tid < kTile) w_ahead = t0 + tid < a.S ? wtok[t0 + tid] : 0.f;
-    else if (tid == kTile) w_ahead = a.chunk_decay[static_cast<int64_t>(bh) * a.NC + t0 / a.L];
-  };
-  auto store_weight = [&](int j) {
-    if (tid <= kTile) sW0[(j & 1) * kStatesStageFloats + tid] = w_ahead;
-  };
+  // Tile j's weights and its chunk's decay (TileWeightsAhead): into a register one tile ahead, to shared one later.
+  TileWeightsAhead wts{(REVERSE ? a.wrev : a.wstate) + tok0, a.chunk_decay + static_cast<int64_t>(bh) * a.NC, a.S, a.L};
+  auto load_weight = [&](int j) { wts.load(seq_tile(j) * kTile, tid); };
+  auto store_weight = [&](int j) { wts.store(sW0 + (j & 1) * kStatesStageFloats, tid); };
 
   // ---- the recurrence --------------------------------------------------------------------------------
   // Pipeline: issue(j + 1), weights of j + 1 to shared, of j + 2 to a register | (chunk boundary: store) |
