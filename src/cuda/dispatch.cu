@@ -4,7 +4,7 @@
 //
 // Path selection lives here, per device: every GPU of compute capability >= 8.0 runs the portable path (mma.sync,
 // sm_80); on sm_90 (built for sm_90a) the forward walk runs on wgmma (hopper/output_walk.cuh) at L = 64 and the
-// fused chunk backward's 3-part state products and the backward's two state recurrences (hopper/chunk_states.cuh) on wgmma.
+// fused chunk backward's state products and the backward's two state recurrences (hopper/chunk_states.cuh) on wgmma.
 //
 // Forward : prepare_gates -> output_walk (h, the state on chip; on sm_90 at L = 64 its wgmma form; with segments:
 //           segment_states -> segment_start_states first), or where the walk's limits do not hold (fp32 inputs,
@@ -137,8 +137,9 @@ bool plan_backward_states_hopper(const tfla_mlstm_problem& p, int32_t dtype) {
   return runs_sm90a_kernel(device_caps(p.device_index), hopper_chunk_states_smem_bytes(2));
 }
 
-// The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32;
-// the forward walk stores none, only its segments' start states (with more than one segment).
+// The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32 (for the
+// fused chunk backward as 2 parts of the input dtype in the same bytes, Args::split_states); the forward walk stores
+// none, only its segments' start states (with more than one segment).
 void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, const ForwardPlan& plan, void* ws, Args* a,
             size_t* bytes) {
   Carver cv{static_cast<char*>(ws)};
