@@ -3,7 +3,8 @@
 # the fp64 references, compute-sanitizer (memcheck, racecheck) on small cases, and the benchmark against
 # the Triton reference (if its wheels are in .peers/); print a short summary table last.
 # Results land in $OUT (the device tool's output folder) or ./gpu-out.
-#   usage: bash scripts/gpu_check.sh [all | test | bench | profile ...]   (default all = test bench profile)
+#   usage: bash scripts/gpu_check.sh [all | test | bench | profile | deep ...]   (default all = test bench profile;
+#          deep = ncu --set full of the backward's two big kernels, not part of all)
 #   TFLA_BENCH_CHUNKS  chunk sizes tfla is timed at (default "64 128")
 #   TFLA_BENCH_PATHS   "auto separate" (default): tfla as dispatched, and forced onto another path side by side:
 #                      materialized = the materialized forward (TFLA_CUDA_FORWARD=materialized), portable-walk = the
@@ -13,7 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=" ${*:-all} "
-want() { [[ "$MODES" == *" all "* || "$MODES" == *" $1 "* ]]; }
+want() { [[ ( "$MODES" == *" all "* && "$1" != deep ) || "$MODES" == *" $1 "* ]]; }
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -53,10 +54,12 @@ if want test; then
   # recurrences; the L = 64 cases again on the mma.sync walk and recurrences, which other GPUs (and
   # TFLA_CUDA_FORWARD=portable-walk, TFLA_CUDA_STATES=portable) run.
   t0=$(date +%s)
-  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_FORWARD=portable-walk TFLA_CUDA_STATES=portable grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_portable_walk")
+  # (and the per-head scans over chunk boundaries in rounds of 3 chunks: their round logic, which needs > 1,024
+  # chunks per head otherwise)
+  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_FORWARD=portable-walk TFLA_CUDA_STATES=portable TFLA_CUDA_SCAN_ROUND=3 grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_portable_walk")
   grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_portable_walk.log" | head -30
-  echo "grid, L = 64 cases on the portable walk and recurrences: $res in $(( $(date +%s) - t0 )) s"
-  summary+=("GPU grid, L = 64 cases on the portable walk and recurrences: $res")
+  echo "grid, L = 64 cases on the portable walk and recurrences (scan rounds of 3): $res in $(( $(date +%s) - t0 )) s"
+  summary+=("GPU grid, L = 64 cases on the portable walk and recurrences (scan rounds of 3): $res")
 
   echo "== compute-sanitizer"
   small='*Grid*B3H5S100K64V64*:CudaBackend.RejectsWhatItCannotRun'
@@ -119,6 +122,22 @@ for r in rows[1:]:
 PY
   done
   summary+=("per-kernel profile: $OUT/profile.csv")
+fi
+
+if want deep; then
+  # One launch each of the backward's two big kernels at S = 1,024 (exp), every ncu section with per-instruction
+  # (SASS) source counters: where chunk_gradients and the recurrences stall. The reports land in $OUT; the
+  # details page and the per-instruction table go to CSV for reading without the GUI.
+  echo "== deep profile (ncu --set full)"
+  for k in ${TFLA_DEEP_KERNELS:-chunk_gradients hopper_chunk_states_backward}; do
+    ncu --set full --import-source yes -k "regex:$k" --launch-count 1 -f -o "$OUT/deep_$k" \
+      "$BUILD/tools/tfla-bench" --device cuda --variant exp -B 64 -H 16 -S 1024 --dk 128 --dv 256 --chunk 64 \
+      --dtype bf16 --gate-dtype f32 --reps 1 --warmup 0 --no-check --json --no-header >"$OUT/deep_$k.log" 2>&1
+    ncu -i "$OUT/deep_$k.ncu-rep" --page details --csv >"$OUT/deep_${k}_details.csv" 2>>"$OUT/deep_$k.log"
+    ncu -i "$OUT/deep_$k.ncu-rep" --page source --csv --print-source sass >"$OUT/deep_${k}_sass.csv" 2>>"$OUT/deep_$k.log"
+    echo "$k: $(wc -c <"$OUT/deep_${k}_details.csv") B details, $(wc -l <"$OUT/deep_${k}_sass.csv") SASS rows"
+  done
+  summary+=("deep profile: $OUT/deep_*")
 fi
 
 echo

@@ -55,11 +55,22 @@ struct Args {
   // Backward with the fused chunk kernel and no c0: slot 0 of cstates (C^_0 = 0) is not read (chunk_gradients skips
   // chunk 0's dq inter-chunk term), so the recurrences do not store it.
   int skip_state0;
+  // Backward with the fused chunk kernel and neither dc_last nor dn_last: slot NC of dcstates and dnstates (dC^_NC = 0,
+  // dn^_NC = 0) is not read either (the last chunk skips its dk / dv inter-chunk terms), so the reverse recurrence does
+  // not store it.
+  int skip_dstate_last;
   // Backward with the fused chunk kernel: the recurrences store cstates / dcstates as 2 parts of T (hi, lo), part p
   // of slot s at T offset (2 s + p) Dk Dv, each [dk][dv] (the same bytes as fp32), which chunk_gradients copies
   // straight into its operand tiles; else fp32 (the per-role kernels).
   int split_states;
+  // Chunks per round of the per-head scans over chunk boundaries (gates.cuh): kScanChunks; TFLA_CUDA_SCAN_ROUND sets
+  // fewer so that the grid's sequences run several rounds (scripts/gpu_check.sh).
+  int scan_round;
 };
+
+// The per-head scans over chunk boundaries (gates.cuh): threads per block, chunks staged in shared memory per round.
+constexpr int kScanThreads = 256;
+constexpr int kScanChunks = 1024;
 
 __host__ __device__ inline int cdiv(int a, int b) { return (a + b - 1) / b; }
 
@@ -77,9 +88,10 @@ __device__ __forceinline__ int64_t off2(const tfla_tensor& t, int64_t a, int64_t
 // Whether a kernel reads slot `slot` of the states (REVERSE = false: cstates, true: dcstates): the forward's h
 // and the backward's dq read C^_c for chunks c < NC, the backward's dk / dv dC^_{c+1} for c + 1 >= 1 (chunk_tiles.cuh,
 // chunk_gradients.cuh; the final state and dc0 are written from registers). With the fused chunk backward and no c0,
-// C^_0 = 0 is not read either (Args::skip_state0). At S = 1,024 and L = 64 these are 3 of the 34 slots per head.
+// C^_0 = 0 is not read either (Args::skip_state0), and without dc_last dC^_NC = 0 neither (Args::skip_dstate_last).
+// At S = 1,024 and L = 64 these are 4 of the 34 slots per head.
 __device__ __forceinline__ bool state_slot_read(const Args& a, bool reverse, int slot) {
-  if (reverse) return slot > 0;
+  if (reverse) return slot > 0 && !(slot == a.NC && a.skip_dstate_last);
   return slot < a.NC && !(slot == 0 && a.skip_state0);
 }
 

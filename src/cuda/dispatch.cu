@@ -263,6 +263,11 @@ Args make_args(const tfla_mlstm_problem& p) {
   a.normalize = p.normalize;
   a.scale = p.scale;
   a.eps = p.eps;
+  a.scan_round = kScanChunks;
+  if (const char* r = std::getenv("TFLA_CUDA_SCAN_ROUND")) {  // tests: several rounds on short sequences
+    const int n = std::atoi(r);
+    if (n >= 1 && n < kScanChunks) a.scan_round = n;
+  }
   return a;
 }
 
@@ -295,7 +300,11 @@ tfla_status run_forward(const Args& a, const ForwardPlan& plan, cudaStream_t s) 
     if (plan.walk) {
       const bool fin = a.c_last.data != nullptr;  // ~fp32 state updates only where the final state is an output
       if (a.nseg > 1) {
-        if (fin) TFLA_CUDA_TRY(fn, "segment_states", (launch<KernelId::kSegmentStatesFinal, T>(a, s)));
+        // the segment pass on the same tensor-core path as the walk after it
+        if (plan.hopper && fin)
+          TFLA_CUDA_TRY(fn, "segment_states (wgmma)", (launch<KernelId::kSegmentStatesHopperFinal, T>(a, s)));
+        else if (plan.hopper) TFLA_CUDA_TRY(fn, "segment_states (wgmma)", (launch<KernelId::kSegmentStatesHopper, T>(a, s)));
+        else if (fin) TFLA_CUDA_TRY(fn, "segment_states", (launch<KernelId::kSegmentStatesFinal, T>(a, s)));
         else TFLA_CUDA_TRY(fn, "segment_states", (launch<KernelId::kSegmentStates, T>(a, s)));
         TFLA_CUDA_TRY(fn, "segment_start_states", (launch<KernelId::kSegmentStartStates, T>(a, s)));
       }
@@ -430,6 +439,7 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   layout(p.problem, true, sizeof(float), ForwardPlan{}, workspace, &a, nullptr);
   const bool fused = plan_backward_fused(p.problem, p.q.dtype);
   a.skip_state0 = fused && !p.c0.data;
+  a.skip_dstate_last = fused && !p.dc_last.data && !p.dn_last.data;  // the slot's dn^_NC is skipped with it
   a.split_states = fused;
   const bool need_gates = p.digate.data || p.dfgate.data;
   cudaStream_t s = static_cast<cudaStream_t>(stream);

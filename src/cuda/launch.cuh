@@ -30,6 +30,8 @@ enum class KernelId : int {
   // The forward walk on wgmma (16-bit T, L = 64, sm_90a; hopper/output_walk.cuh); segments as above.
   kOutputWalkHopper,       // 1-part state updates (h only)
   kOutputWalkHopperFinal,  // ~fp32 state updates (the final state is an output)
+  kSegmentStatesHopper,       // the segment pass on wgmma: per segment, its own end state from zero (1 part)
+  kSegmentStatesHopperFinal,  // ~fp32 (the final state is an output)
   // The backward's two recurrences on wgmma (16-bit T, sm_90a; hopper/chunk_states.cuh): as kStatesBackward.
   kStatesBackwardHopper,
   // The fused chunk backward (16-bit T only, L = 64): dq, dk, dv and the gate dots of a chunk in one block.

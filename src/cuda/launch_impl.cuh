@@ -31,13 +31,13 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   if constexpr (K == KernelId::kPrepareGatesFwd || K == KernelId::kPrepareGatesBwd) {
     const int backward = K == KernelId::kPrepareGatesBwd ? 1 : 0;
     chunk_gate_scan_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, backward);
-    chunk_stabilizers_kernel<T><<<bh, 32, 0, stream>>>(a, backward);
+    chunk_stabilizers_kernel<T><<<bh, kScanThreads, 0, stream>>>(a, backward);
     if (!backward) token_stabilizers_kernel<T><<<dim3(cdiv(a.S, 128), bh), 128, 0, stream>>>(a);
     else backward_token_weights_kernel<T><<<dim3(cdiv(a.S, 128), bh), 128, 0, stream>>>(a);
     return cudaGetLastError();
   } else if constexpr (K == KernelId::kGateGrads) {
     chunk_gate_totals_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));
-    chunk_gate_carries_kernel<T><<<bh, 32, 0, stream>>>(a, static_cast<int>(n_dk * n_dv));
+    chunk_gate_carries_kernel<T><<<bh, kScanThreads, 0, stream>>>(a, static_cast<int>(n_dk * n_dv));
     gate_grads_kernel<T><<<chunks_grid, 32, 0, stream>>>(a, static_cast<int>(n_dk));
     return cudaGetLastError();
   } else if constexpr (K == KernelId::kStatesFwd || K == KernelId::kStatesFwdFinal) {
@@ -60,11 +60,14 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
     const dim3 grid(cdiv(a.Dv, kWalkDv), bh, a.nseg);
     return launch_with_smem(output_walk_kernel<T, states_only, parts>, grid, dim3(kWalkThreads),
                             output_walk_smem_bytes(sizeof(T)), stream, a);
-  } else if constexpr (K == KernelId::kOutputWalkHopper || K == KernelId::kOutputWalkHopperFinal) {
+  } else if constexpr (K == KernelId::kOutputWalkHopper || K == KernelId::kOutputWalkHopperFinal ||
+                       K == KernelId::kSegmentStatesHopper || K == KernelId::kSegmentStatesHopperFinal) {
     static_assert(sizeof(T) == 2, "the forward walk takes 16-bit inputs");
-    constexpr int parts = K == KernelId::kOutputWalkHopperFinal ? kStateParts<T> : 1;
+    constexpr bool states_only = K == KernelId::kSegmentStatesHopper || K == KernelId::kSegmentStatesHopperFinal;
+    constexpr int parts =
+        (K == KernelId::kOutputWalkHopperFinal || K == KernelId::kSegmentStatesHopperFinal) ? kStateParts<T> : 1;
     const dim3 grid(cdiv(a.Dv, kHopperWalkDv), bh, a.nseg);
-    return launch_with_smem(hopper_output_walk_kernel<T, parts>, grid, dim3(kHopperWalkThreads),
+    return launch_with_smem(hopper_output_walk_kernel<T, parts, states_only>, grid, dim3(kHopperWalkThreads),
                             hopper_output_walk_smem_bytes(sizeof(T)), stream, a);
   } else if constexpr (K == KernelId::kChunkGradients) {
     static_assert(sizeof(T) == 2, "the fused chunk backward takes 16-bit inputs");

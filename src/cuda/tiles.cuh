@@ -311,11 +311,21 @@ template <class T, int COLS = kTile, int NTH = kThreads>
 __device__ __forceinline__ void load_tile_async_ld(T* s, int ld, const T* g, int64_t row_stride, int rows, int cols) {
   constexpr int kVec = 16 / sizeof(T);          // elements per 16-byte vector
   constexpr int kVecsPerRow = COLS / kVec;
-  for (int idx = threadIdx.x; idx < kTile * kVecsPerRow; idx += NTH) {
-    const int r = idx / kVecsPerRow, c = (idx % kVecsPerRow) * kVec;
-    const bool ok = r < rows && c < cols;
-    const T* src = ok ? g + r * row_stride + c : g;
-    hw::cp_async_16(s + r * ld + c, src, ok ? 16 : 0);
+  static_assert(NTH % kVecsPerRow == 0, "each thread keeps its column");
+  // Thread t's vectors t, t + NTH, ... share a column: the addresses are computed once and stepped (as
+  // load_tile_sw128; v7 computed each vector's row, column and 64-bit source).
+  constexpr int kRowStep = NTH / kVecsPerRow, kIters = (kTile + kRowStep - 1) / kRowStep;
+  const int r0 = static_cast<int>(threadIdx.x) / kVecsPerRow, c = (static_cast<int>(threadIdx.x) % kVecsPerRow) * kVec;
+  const uint32_t s0 = hw::smem_addr(s + r0 * ld + c);
+  const T* const g0 = g + r0 * row_stride + c;
+  const int64_t g_step = kRowStep * row_stride;
+  const bool col_ok = c < cols;
+#pragma unroll
+  for (int k = 0; k < kIters; ++k) {
+    const int r = r0 + k * kRowStep;
+    if (kTile % kRowStep != 0 && r >= kTile) break;
+    const bool ok = col_ok && r < rows;
+    hw::cp_async_16(s0 + static_cast<uint32_t>(k * kRowStep * ld * sizeof(T)), ok ? g0 + k * g_step : g, ok ? 16 : 0);
   }
 }
 template <class T, int COLS = kTile, int LD = kLd>

@@ -146,9 +146,9 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   auto seq_tile = [&](int j) { return REVERSE ? n_tiles - 1 - j : j; };
   auto issue = [&](int j) {
     const int s = j % kHopperStatesSlots, t0 = seq_tile(j) * kTile, ntok = min(kTile, a.S - t0);
-    load_tile_sw128<T, kTile, kHopperStatesRows, kHopperStatesThreads>(sA(s), gA + t0 * tA.stride[2], tA.stride[2],
+    load_tile_sw128_low_regs<T, kTile, kHopperStatesRows, kHopperStatesThreads>(sA(s), gA + t0 * tA.stride[2], tA.stride[2],
                                                                         ntok, rows, tid);
-    load_tile_sw128<T, kTile, COLS, kHopperStatesThreads>(sB(s), gB + t0 * tB.stride[2], tB.stride[2],
+    load_tile_sw128_low_regs<T, kTile, COLS, kHopperStatesThreads>(sB(s), gB + t0 * tB.stride[2], tB.stride[2],
                                                                         ntok, cols, tid);
   };
   // Tile j's weights and its chunk's decay (kernels/chunk_states.cuh, TileWeightsAhead): into a register two tiles

@@ -18,6 +18,10 @@
 //   wait A, B | P = S * weights (exp, causal mask) -> registers as T, h *= row scale, q . n^
 //   group C: h += P V (A = P from registers)                                                [async]
 //   wait C | h / (den + eps) -> global | n^'s update K^T w (4 partial sums, folded in at the next tile)
+// STATES_ONLY (the segment pass: sequence segments as in kernels/output_walk.cuh): each block walks its segment from
+// a zero state with only K, V and the state update (group B), one barrier per tile, and leaves the segment's own end
+// state X_k for segment_start_states_kernel. The portable walk's states-only form took 0.62 ms of the 2.27 ms forward
+// at S = 65,536 (ncu, exp, H100, bench/results/2026-11-26-h100-v8).
 // Limits (dispatch.cu runs the portable walk otherwise): 16-bit inputs, Dk <= 128, L = 64, sm_90a.
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
@@ -28,7 +32,7 @@
 
 namespace tfla::cuda {
 
-template <class T, int PARTS>
+template <class T, int PARTS, bool STATES_ONLY>
 __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kernel(Args a) {
 #if !TFLA_HAS_WGMMA
   __trap();  // built for sm_90a only; dispatch.cu picks it only on sm_90 devices
@@ -76,7 +80,7 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
   // st[q][4 j + e] (the wgmma accumulator layout).
   float st[2][32];
   const int st_row = 64 * wg + 16 * wi + g4;
-  const bool from_ws = a.nseg > 1;
+  const bool from_ws = !STATES_ONLY && a.nseg > 1;  // the segment pass starts every segment from zero
 #pragma unroll
   for (int q = 0; q < 2; ++q)
 #pragma unroll
@@ -85,7 +89,7 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
       float x = 0.f;
       if (r < a.Dk && cl < dvc) {
         if (from_ws) x = seg_state[static_cast<int64_t>(r) * a.Dv + dv0 + cl];
-        else if (a.c0.data) x = static_cast<const float*>(a.c0.data)[off4(a.c0, b, h, r, dv0 + cl)];
+        else if (!STATES_ONLY && a.c0.data) x = static_cast<const float*>(a.c0.data)[off4(a.c0, b, h, r, dv0 + cl)];
       }
       st[q][i] = x;
     }
@@ -96,15 +100,17 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
       sX[3 * kHopperWalkMaxDk + tid] = 0.f;
   if (tid < a.Dk && tracks_n) {
     if (from_ws) n = seg_state[static_cast<int64_t>(a.Dk) * a.Dv + tid];
-    else if (a.n0.data) n = static_cast<const float*>(a.n0.data)[off3(a.n0, b, h, tid)];
+    else if (!STATES_ONLY && a.n0.data) n = static_cast<const float*>(a.n0.data)[off3(a.n0, b, h, tid)];
   }
 
   // Queue tile j's loads into its ring slot (zero past S and past the head dims) and its gate values.
   auto issue = [&](int j) {
     const int s = (j - j_begin) % kHopperWalkSlots, t0 = j * kTile, ntok = min(kTile, a.S - t0);
-    load_tile_sw128<T, kTile, 128, kHopperWalkThreads>(sQ(s), gQ + t0 * a.q.stride[2], a.q.stride[2], ntok, a.Dk, tid);
-    load_tile_sw128<T, kTile, 128, kHopperWalkThreads>(sK(s), gK + t0 * a.k.stride[2], a.k.stride[2], ntok, a.Dk, tid);
-    load_tile_sw128<T, kTile, 128, kHopperWalkThreads>(sV(s), gV + t0 * a.v.stride[2], a.v.stride[2], ntok, dvc, tid);
+    if (!STATES_ONLY)
+      load_tile_sw128_low_regs<T, kTile, 128, kHopperWalkThreads>(sQ(s), gQ + t0 * a.q.stride[2], a.q.stride[2], ntok, a.Dk,
+                                                                 tid);
+    load_tile_sw128_low_regs<T, kTile, 128, kHopperWalkThreads>(sK(s), gK + t0 * a.k.stride[2], a.k.stride[2], ntok, a.Dk, tid);
+    load_tile_sw128_low_regs<T, kTile, 128, kHopperWalkThreads>(sV(s), gV + t0 * a.v.stride[2], a.v.stride[2], ntok, dvc, tid);
     static_assert(kHopperWalkThreads == 4 * kTile, "one gate value per thread");
     const int arr = tid / kTile, e = tid % kTile;
     const float* src = arr == 0 ? a.bcum : arr == 1 ? a.iota : arr == 2 ? a.mtok : a.wstate;
@@ -129,16 +135,18 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
     hw::cp_async_commit();
 
     // C^_c -> sC (T, [dk][dv], MN-major operand of Q C^); n^_c -> sN; then both decay to the chunk's end scale
+    if constexpr (!STATES_ONLY) {
 #pragma unroll
-    for (int q = 0; q < 2; ++q)
+      for (int q = 0; q < 2; ++q)
 #pragma unroll
-      for (int i = 0; i < 32; i += 2) {
-        const int r = st_row + 8 * ((i & 3) >> 1), cl = 64 * q + 8 * (i >> 2) + 2 * t4;
-        *reinterpret_cast<uint32_t*>(sC + sw128_offset(kHopperWalkMaxDk, r, cl)) = pack2<T>(st[q][i], st[q][i + 1]);
-      }
+        for (int i = 0; i < 32; i += 2) {
+          const int r = st_row + 8 * ((i & 3) >> 1), cl = 64 * q + 8 * (i >> 2) + 2 * t4;
+          *reinterpret_cast<uint32_t*>(sC + sw128_offset(kHopperWalkMaxDk, r, cl)) = pack2<T>(st[q][i], st[q][i + 1]);
+        }
+    }
     if (tracks_n && tid < kHopperWalkMaxDk) {
       n += (sX[tid] + sX[kHopperWalkMaxDk + tid]) + (sX[2 * kHopperWalkMaxDk + tid] + sX[3 * kHopperWalkMaxDk + tid]);
-      if (uses_den) sN[tid] = n;
+      if (uses_den && !STATES_ONLY) sN[tid] = n;
     }
     const float decay = sChunk(s)[0];  // e^{g_c + m^_c - m^_{c+1}} <= 1 (prepare_gates)
 #pragma unroll
@@ -146,29 +154,10 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
 #pragma unroll
       for (int i = 0; i < 32; ++i) st[q][i] *= decay;
     n *= decay;
-    hw::fence_proxy_async_smem();
-    __syncthreads();  // the state copy is visible to wgmma
-
-    const uint32_t q_addr = hw::smem_addr(sQ(s)), k_addr = hw::smem_addr(sK(s)), v_addr = hw::smem_addr(sV(s));
-    const uint32_t c_addr = hw::smem_addr(sC);
-    // ---- group A: h = Q C^ (this warpgroup's 64 columns), S = Q K^T, over the full 128 of Dk (zero-filled past Dk;
-    // a run-time k-step count put a branch and a wgmma.fence before every wgmma) -----------------------------------
-    float acc_h[32], acc_s[32];
-    hw::wgmma_fence_operands(acc_h);
-    hw::wgmma_fence_operands(acc_s);
-    hw::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kHopperWalkMaxDk / 16; ++kk)
-      MMA::template ss<0, 1>(acc_h, desc_k_major(q_addr, kTile, 16 * kk), desc_mn_major(c_addr, kHopperWalkMaxDk, wg, 16 * kk),
-                             kk > 0);
-#pragma unroll
-    for (int kk = 0; kk < kHopperWalkMaxDk / 16; ++kk)
-      MMA::template ss<0, 0>(acc_s, desc_k_major(q_addr, kTile, 16 * kk), desc_k_major(k_addr, kTile, 16 * kk), kk > 0);
-    hw::wgmma_commit();
-
-    // ---- group B: C^ += (K^T diag(w)) V, A = this warpgroup's 64 Dk rows of K^T from registers --------------------
-    // PARTS > 1 (the final-state variant): the weighted A in parts (~fp32 products, tiles.cuh pack2_split), one k-step
-    // at a time after h (all of them in flight at once spilled at the 255-register limit).
+    const uint32_t v_addr = hw::smem_addr(sV(s));
+    // C^ += (K^T diag(w)) V, A = this warpgroup's 64 Dk rows of K^T from registers (group B below). PARTS > 1 (the
+    // final-state variant): the weighted A in parts (~fp32 products, tiles.cuh pack2_split), one k-step at a time
+    // after h (all of them in flight at once spilled at the 255-register limit).
     const float* w = sW(s);
     auto state_update = [&](int kk) {
       FragA<T> raw, fk[PARTS];
@@ -182,100 +171,135 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
 #pragma unroll
         for (int q = 0; q < 2; ++q) MMA::template rs<1>(st[q], fk[p].r, desc_mn_major(v_addr, kTile, q, 16 * kk), 1);
     };
-    if (PARTS == 1 && wg_rows) {
+    if constexpr (STATES_ONLY) {
+      // the segment pass: C^ += (K^T diag(w)) V only (1 part: all k-steps in one group; PARTS > 1: below, one k-step
+      // at a time as in the output walk). Not skipped for a warpgroup without state rows (Dk <= 64: its K^T rows are
+      // the tile's zero fill): behind that condition ptxas serialized every wgmma (C7520, a divergent path).
+      if (PARTS == 1) {
 #pragma unroll
-      for (int kk = 0; kk < kTile / 16; ++kk) state_update(kk);
-    }
-    hw::wgmma_commit();
-
-    // ---- wait for groups A and B; P, row scales and q . n^ --------------------------------------------------------
-    // (waiting for A alone, so that B ran under this work, made ptxas serialize every wgmma of the kernel: the
-    // scaling below writes A's accumulators while B is in flight, C7515)
-    hw::wgmma_wait<0>();
-    hw::wgmma_fence_operands(acc_h);
-    hw::wgmma_fence_operands(acc_s);
-    const float m_in = sChunk(s)[1];
-    float rb[2], rm[2], rscale[2], rowsum[2] = {0.f, 0.f}, nq[2] = {0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int r = 16 * wi + g4 + 8 * i;
-      rb[i] = sB(s)[r];
-      rm[i] = sM(s)[r];
-      rscale[i] = r < ntok ? expf(rb[i] + m_in - rm[i]) * a.scale : 0.f;
-    }
-    // P = S * e^{((b_tau - b_sigma) + iota_sigma) - m_tau} * scale, causal (the portable walk's expression and order)
-    uint32_t pf[kTile / 16][4];
-#pragma unroll
-    for (int jj = 0; jj < 8; ++jj) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = 16 * wi + g4 + 8 * (e >> 1), pc = 8 * jj + 2 * t4 + (e & 1);
-        float wt = decay_exp<T>(((rb[e >> 1] - sB(s)[pc]) + sIota(s)[pc]) - rm[e >> 1]) * a.scale;
-        if (pc > r) wt = 0.f;
-        acc_s[4 * jj + e] *= wt;
-        rowsum[e >> 1] += acc_s[4 * jj + e];
+        for (int kk = 0; kk < kTile / 16; ++kk) state_update(kk);
       }
-      // A fragment of k-step jj / 2: registers 0, 1 (columns 0..7 of the step) from n-tile 2 kk, 2, 3 from 2 kk + 1
-      pf[jj >> 1][2 * (jj & 1)] = pack2<T>(acc_s[4 * jj], acc_s[4 * jj + 1]);
-      pf[jj >> 1][2 * (jj & 1) + 1] = pack2<T>(acc_s[4 * jj + 2], acc_s[4 * jj + 3]);
-    }
+      hw::wgmma_commit();
+      hw::wgmma_wait<0>();
+      hw::wgmma_fence_operands(st[0]);
+      hw::wgmma_fence_operands(st[1]);
+    } else {
+      hw::fence_proxy_async_smem();
+      __syncthreads();  // the state copy is visible to wgmma
+
+      const uint32_t q_addr = hw::smem_addr(sQ(s)), k_addr = hw::smem_addr(sK(s));
+      const uint32_t c_addr = hw::smem_addr(sC);
+      // ---- group A: h = Q C^ (this warpgroup's 64 columns), S = Q K^T, over the full 128 of Dk (zero-filled past Dk;
+      // a run-time k-step count put a branch and a wgmma.fence before every wgmma) -----------------------------------
+      float acc_h[32], acc_s[32];
+      hw::wgmma_fence_operands(acc_h);
+      hw::wgmma_fence_operands(acc_s);
+      hw::wgmma_fence();
 #pragma unroll
-    for (int i = 0; i < 32; ++i) acc_h[i] *= rscale[(i & 3) >> 1];
-    if (uses_den) {
+      for (int kk = 0; kk < kHopperWalkMaxDk / 16; ++kk)
+        MMA::template ss<0, 1>(acc_h, desc_k_major(q_addr, kTile, 16 * kk), desc_mn_major(c_addr, kHopperWalkMaxDk, wg, 16 * kk),
+                               kk > 0);
+#pragma unroll
+      for (int kk = 0; kk < kHopperWalkMaxDk / 16; ++kk)
+        MMA::template ss<0, 0>(acc_s, desc_k_major(q_addr, kTile, 16 * kk), desc_k_major(k_addr, kTile, 16 * kk), kk > 0);
+      hw::wgmma_commit();
+
+      // ---- group B: C^ += (K^T diag(w)) V (state_update above) ------------------------------------------------------
+      if (PARTS == 1 && wg_rows) {
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk) state_update(kk);
+      }
+      hw::wgmma_commit();
+
+      // ---- wait for groups A and B; P, row scales and q . n^ --------------------------------------------------------
+      // (waiting for A alone, so that B ran under this work, made ptxas serialize every wgmma of the kernel: the
+      // scaling below writes A's accumulators while B is in flight, C7515)
+      hw::wgmma_wait<0>();
+      hw::wgmma_fence_operands(acc_h);
+      hw::wgmma_fence_operands(acc_s);
+      const float m_in = sChunk(s)[1];
+      float rb[2], rm[2], rscale[2], rowsum[2] = {0.f, 0.f}, nq[2] = {0.f, 0.f};
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        rowsum[i] += __shfl_xor_sync(0xffffffffu, rowsum[i], 1);
-        rowsum[i] += __shfl_xor_sync(0xffffffffu, rowsum[i], 2);
-        // n^_c . q_r: lanes t4 = 0..3 split Dk in 8-element chunks (zero past Dk: q and n^ are)
         const int r = 16 * wi + g4 + 8 * i;
-        float x = 0.f;
-#pragma unroll
-        for (int d0 = 8 * t4; d0 < kHopperWalkMaxDk; d0 += 32) {
-          const uint4 raw = *reinterpret_cast<const uint4*>(sQ(s) + sw128_offset(kTile, r, d0));
-          const float4 n0 = *reinterpret_cast<const float4*>(sN + d0), n1 = *reinterpret_cast<const float4*>(sN + d0 + 4);
-          const float nv[8] = {n0.x, n0.y, n0.z, n0.w, n1.x, n1.y, n1.z, n1.w};
-          const uint32_t w4[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            const float2 f = unpack2<T>(w4[k]);
-            x += f.x * nv[2 * k] + f.y * nv[2 * k + 1];
-          }
-        }
-        x += __shfl_xor_sync(0xffffffffu, x, 1);
-        x += __shfl_xor_sync(0xffffffffu, x, 2);
-        nq[i] = x * rscale[i];
+        rb[i] = sB(s)[r];
+        rm[i] = sM(s)[r];
+        rscale[i] = r < ntok ? expf(rb[i] + m_in - rm[i]) * a.scale : 0.f;
       }
-    }
+      // P = S * e^{((b_tau - b_sigma) + iota_sigma) - m_tau} * scale, causal (the portable walk's expression and order)
+      uint32_t pf[kTile / 16][4];
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = 16 * wi + g4 + 8 * (e >> 1), pc = 8 * jj + 2 * t4 + (e & 1);
+          float wt = decay_exp<T>(((rb[e >> 1] - sB(s)[pc]) + sIota(s)[pc]) - rm[e >> 1]) * a.scale;
+          if (pc > r) wt = 0.f;
+          acc_s[4 * jj + e] *= wt;
+          rowsum[e >> 1] += acc_s[4 * jj + e];
+        }
+        // A fragment of k-step jj / 2: registers 0, 1 (columns 0..7 of the step) from n-tile 2 kk, 2, 3 from 2 kk + 1
+        pf[jj >> 1][2 * (jj & 1)] = pack2<T>(acc_s[4 * jj], acc_s[4 * jj + 1]);
+        pf[jj >> 1][2 * (jj & 1) + 1] = pack2<T>(acc_s[4 * jj + 2], acc_s[4 * jj + 3]);
+      }
+#pragma unroll
+      for (int i = 0; i < 32; ++i) acc_h[i] *= rscale[(i & 3) >> 1];
+      if (uses_den) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          rowsum[i] += __shfl_xor_sync(0xffffffffu, rowsum[i], 1);
+          rowsum[i] += __shfl_xor_sync(0xffffffffu, rowsum[i], 2);
+          // n^_c . q_r: lanes t4 = 0..3 split Dk in 8-element chunks (zero past Dk: q and n^ are)
+          const int r = 16 * wi + g4 + 8 * i;
+          float x = 0.f;
+#pragma unroll
+          for (int d0 = 8 * t4; d0 < kHopperWalkMaxDk; d0 += 32) {
+            const uint4 raw = *reinterpret_cast<const uint4*>(sQ(s) + sw128_offset(kTile, r, d0));
+            const float4 n0 = *reinterpret_cast<const float4*>(sN + d0), n1 = *reinterpret_cast<const float4*>(sN + d0 + 4);
+            const float nv[8] = {n0.x, n0.y, n0.z, n0.w, n1.x, n1.y, n1.z, n1.w};
+            const uint32_t w4[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+              const float2 f = unpack2<T>(w4[k]);
+              x += f.x * nv[2 * k] + f.y * nv[2 * k + 1];
+            }
+          }
+          x += __shfl_xor_sync(0xffffffffu, x, 1);
+          x += __shfl_xor_sync(0xffffffffu, x, 2);
+          nq[i] = x * rscale[i];
+        }
+      }
 
-    // ---- group C: h += P V (this warpgroup's 64 columns) ------------------------------------------------------
-    hw::wgmma_fence_operands(acc_h);
-    hw::wgmma_fence();
+      // ---- group C: h += P V (this warpgroup's 64 columns) ------------------------------------------------------
+      hw::wgmma_fence_operands(acc_h);
+      hw::wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk) MMA::template rs<1>(acc_h, pf[kk], desc_mn_major(v_addr, kTile, wg, 16 * kk), 1);
-    hw::wgmma_commit();
-    hw::wgmma_wait<0>();
-    hw::wgmma_fence_operands(acc_h);
-    hw::wgmma_fence_operands(st[0]);
-    hw::wgmma_fence_operands(st[1]);
+      for (int kk = 0; kk < kTile / 16; ++kk) MMA::template rs<1>(acc_h, pf[kk], desc_mn_major(v_addr, kTile, wg, 16 * kk), 1);
+      hw::wgmma_commit();
+      hw::wgmma_wait<0>();
+      hw::wgmma_fence_operands(acc_h);
+      hw::wgmma_fence_operands(st[0]);
+      hw::wgmma_fence_operands(st[1]);
 
-    // ---- epilogue: den = max(|n.q|, e^{-m}) (exp) or max(|n.q|, 1) (sig, normalized); h = num / (den + eps) --------
-    float inv[2];
+      // ---- epilogue: den = max(|n.q|, e^{-m}) (exp) or max(|n.q|, 1) (sig, normalized); h = num / (den + eps) --------
+      float inv[2];
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const float den = output_denominator(a, rowsum[i] + nq[i], rm[i], &inv[i]);
-      const int r = 16 * wi + g4 + 8 * i;
-      if (dvt == 0 && wg == 0 && t4 == 0 && r < ntok && a.den_token.data)
-        static_cast<float*>(a.den_token.data)[off3(a.den_token, b, h, t0 + r)] = den;
-    }
-    const int cw = 64 * wg;
-    T* gH = static_cast<T*>(a.h.data) + off4(a.h, b, h, t0 + 16 * wi, dv0 + cw);
+      for (int i = 0; i < 2; ++i) {
+        const float den = output_denominator(a, rowsum[i] + nq[i], rm[i], &inv[i]);
+        const int r = 16 * wi + g4 + 8 * i;
+        if (dvt == 0 && wg == 0 && t4 == 0 && r < ntok && a.den_token.data)
+          static_cast<float*>(a.den_token.data)[off3(a.den_token, b, h, t0 + r)] = den;
+      }
+      const int cw = 64 * wg;
+      T* gH = static_cast<T*>(a.h.data) + off4(a.h, b, h, t0 + 16 * wi, dv0 + cw);
 #pragma unroll
-    for (int i = 0; i < 32; i += 2) {
-      const int r = g4 + 8 * ((i & 3) >> 1), cl = 8 * (i >> 2) + 2 * t4;
-      if (16 * wi + r < ntok && cw + cl < dvc)
-        *reinterpret_cast<uint32_t*>(gH + r * a.h.stride[2] + cl) =
-            pack2<T>(acc_h[i] * inv[(i & 3) >> 1], acc_h[i + 1] * inv[(i & 3) >> 1]);
-    }
+      for (int i = 0; i < 32; i += 2) {
+        const int r = g4 + 8 * ((i & 3) >> 1), cl = 8 * (i >> 2) + 2 * t4;
+        if (16 * wi + r < ntok && cw + cl < dvc)
+          *reinterpret_cast<uint32_t*>(gH + r * a.h.stride[2] + cl) =
+              pack2<T>(acc_h[i] * inv[(i & 3) >> 1], acc_h[i + 1] * inv[(i & 3) >> 1]);
+      }
+    }  // !STATES_ONLY
     if (PARTS > 1 && wg_rows) {
 #pragma unroll 1
       for (int kk = 0; kk < kTile / 16; ++kk) {
@@ -301,8 +325,19 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
     }
   }
 
-  // ---- end of the walk: the final state, if wanted (last segment; n_last from the blocks of Dv slice 0) -------
-  const bool final_out = seg == gridDim.z - 1;
+  // ---- end of the walk: the final state, if wanted (last segment; n_last from the blocks of Dv slice 0); the segment
+  // pass leaves its segment's own end state X_k (fp32, [dk][dv], then n^) in its seg_states slot --------------------
+  if constexpr (STATES_ONLY) {
+#pragma unroll
+    for (int q = 0; q < 2; ++q)
+#pragma unroll
+      for (int i = 0; i < 32; ++i) {
+        const int r = st_row + 8 * ((i & 3) >> 1), cl = 64 * q + 8 * (i >> 2) + 2 * t4 + (i & 1);
+        if (r < a.Dk && cl < dvc) a.seg_states[(static_cast<int64_t>(bh) * a.nseg + seg) * seg_elems +
+                                               static_cast<int64_t>(r) * a.Dv + dv0 + cl] = st[q][i];
+      }
+  }
+  const bool final_out = !STATES_ONLY && seg == gridDim.z - 1;
   if (final_out && a.c_last.data) {
 #pragma unroll
     for (int q = 0; q < 2; ++q)
@@ -315,6 +350,8 @@ __global__ void __launch_bounds__(kHopperWalkThreads, 1) hopper_output_walk_kern
   __syncthreads();  // the last tile's n^ update is in sX
   if (tracks_n && tid < kHopperWalkMaxDk)
     n += (sX[tid] + sX[kHopperWalkMaxDk + tid]) + (sX[2 * kHopperWalkMaxDk + tid] + sX[3 * kHopperWalkMaxDk + tid]);
+  if (STATES_ONLY && dvt == 0 && tid < a.Dk)
+    a.seg_states[(static_cast<int64_t>(bh) * a.nseg + seg) * seg_elems + static_cast<int64_t>(a.Dk) * a.Dv + tid] = n;
   if (final_out && dvt == 0 && tid < a.Dk && a.n_last.data) static_cast<float*>(a.n_last.data)[off3(a.n_last, b, h, tid)] = n;
 #endif
 }

@@ -41,9 +41,40 @@ __device__ __forceinline__ uint64_t desc_mn_major(uint32_t tile_addr, int rows, 
 // Queue cp.async copies of a global [ROWS][cols] tile (row stride ld elements, 16-byte aligned rows) into the swizzled
 // layout at `dst` (COLS columns: a multiple of 64), zero-filling rows >= nrows and columns >= ncols (ncols a
 // multiple of 8). THREADS threads share the work, thread `tid` the 16-byte chunks tid, tid + THREADS, ...
+//
+// Thread tid's chunks share one column (THREADS is a multiple of the chunks per row) and one swizzle phase (the rows
+// between them are a multiple of 8 apart), so both addresses are computed once and stepped. v7 computed the row,
+// column, swizzle and 64-bit source of every chunk: the tile loads were ~40% of chunk_gradients' instructions
+// (ncu source counters, bench/results/2026-11-26-h100-v8).
 template <class T, int ROWS, int COLS, int THREADS>
 __device__ __forceinline__ void load_tile_sw128(unsigned char* dst, const T* src, int64_t ld, int nrows, int ncols,
                                                 int tid) {
+  static_assert(sizeof(T) == 2 && COLS % kSwPanel == 0 && ROWS % 8 == 0, "16-bit tiles of whole panels");
+  constexpr int kChunksPerRow = COLS / 8;
+  static_assert(THREADS % kChunksPerRow == 0 && (THREADS / kChunksPerRow) % 8 == 0,
+                "each thread keeps its column and its swizzle phase");
+  constexpr int kRowStep = THREADS / kChunksPerRow, kIters = (ROWS + kRowStep - 1) / kRowStep;
+  const int r0 = tid / kChunksPerRow, c = (tid % kChunksPerRow) * 8;
+  const uint32_t s0 = hw::smem_addr(dst) + sw128_offset(ROWS, r0, c);
+  const T* const g0 = src + r0 * ld + c;
+  const int64_t g_step = kRowStep * ld;
+  const bool col_ok = c < ncols;
+#pragma unroll
+  for (int k = 0; k < kIters; ++k) {
+    const int r = r0 + k * kRowStep;
+    if (ROWS % kRowStep != 0 && r >= ROWS) break;
+    const bool ok = col_ok && r < nrows;
+    hw::cp_async_16(s0 + static_cast<uint32_t>(k * kRowStep * 128), ok ? g0 + k * g_step : src, ok ? 16 : 0);
+  }
+}
+
+// The same copies with every chunk's addresses computed where it is queued: nothing stays live between calls. The
+// backward's state recurrences (hopper/chunk_states.cuh) run 3 blocks per SM within 168 registers, and the stepped
+// form's per-thread addresses, hoisted out of their chunk loop by the compiler, spilled there (20 bytes); they are
+// bound by DRAM, not by instructions (ncu, bench/results/2026-11-26-h100-v8).
+template <class T, int ROWS, int COLS, int THREADS>
+__device__ __forceinline__ void load_tile_sw128_low_regs(unsigned char* dst, const T* src, int64_t ld, int nrows,
+                                                         int ncols, int tid) {
   static_assert(sizeof(T) == 2 && COLS % kSwPanel == 0 && ROWS % 8 == 0, "16-bit tiles of whole panels");
   constexpr int kChunksPerRow = COLS / 8, kChunks = ROWS * kChunksPerRow;
 #pragma unroll

@@ -115,7 +115,10 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   // Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk term, and the recurrences do not store that slot
   // (Args::skip_state0), so its slices are neither loaded nor multiplied.
   const bool dq_inter = !(c == 0 && a.skip_state0);
-  issue_slice(dq_inter ? 0 : nvs);
+  // Likewise without dc_last, dC^_NC = 0 (Args::skip_dstate_last): the last chunk has no dk / dv inter-chunk terms.
+  const bool dkdv_inter = !(c == a.NC - 1 && a.skip_dstate_last);
+  const int last_slice = dkdv_inter ? 2 * nvs : nvs;  // slices j < last_slice are loaded
+  if (dq_inter || dkdv_inter) issue_slice(dq_inter ? 0 : nvs);
   hw::cp_async_commit();
   if (tid < kTile) {
     const bool ok = tid < ntok;
@@ -130,7 +133,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     sSk[tid] = ok ? a.wstate[t] : 0.f;  // state_weight, stored by prepare_gates (backward_token_weights_kernel)
   } else if (tid < kTile + kGradMaxDk) {
     const int d = tid - kTile;
-    sDn[d] = d < a.Dk ? a.dnstates[(slot + 1) * a.Dk + d] : 0.f;
+    sDn[d] = (d < a.Dk && dkdv_inter) ? a.dnstates[(slot + 1) * a.Dk + d] : 0.f;  // dn^_NC = 0 when not stored
   }
   hw::cp_async_wait<0>();
   __syncthreads();
@@ -191,7 +194,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     hw::cp_async_wait<0>();
     hw::fence_proxy_async_smem();  // slice j's cp.async writes, for wgmma's reads
     __syncthreads();  // slice j landed for every thread; slice j - 1's products (and P, dS, the sums) are done
-    if (j + 1 < 2 * nvs) issue_slice(j + 1);
+    if (j + 1 < last_slice) issue_slice(j + 1);
     hw::cp_async_commit();
   };
   // The gate dot of this warp's Dk columns: sum over them of acc * the rows' own q (dq) or k (dk).
@@ -271,11 +274,19 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   finish_rows(std::true_type{}, sQ, sDotQ, sK, a.dq);
 
   // dk's inter-chunk term V dC^T and dv (64 columns per slice), slice by slice
-  zero(acc);
-  for (int j = 0; j < nvs; ++j) {
-    next_slice(nvs + j);
+  // dv's intra-chunk term P^T dH of slice j (added to its inter-chunk term in dv), and the store
+  auto finish_dv = [&](int j, float (&dv)[NV][4]) {
     const int v0 = j * kGradSlice, dv_live = a.Dv - v0 - kDvCols * cg;
-    state_product(nvs + j, sV + v0, kLdV);  // runs under dv's products below
+    gemm_parts<T, false, false, NV, 1, 1>(dv, sP, 0, kLdS, 16 * rg, sDH + v0 + kDvCols * cg, 0, kLdV, kTile, dv_live);
+    if (a.dv.data)
+      store_acc<T, NV>(static_cast<T*>(a.dv.data) + off4(a.dv, b, h, t0, v0 + kDvCols * cg), a.dv.stride[2], dv, rg,
+                       ntok, min(kDvCols, dv_live), nullptr);
+  };
+  zero(acc);
+  // (the condition in the loop header, as dq's: around the loop body, ptxas serialized every wgmma, C7518)
+  for (int j = 0; dkdv_inter && j < nvs; ++j) {
+    next_slice(nvs + j);
+    state_product(nvs + j, sV + j * kGradSlice, kLdV);  // runs under dv's products below
     float dv[NV][4];
     zero(dv);
     // K dC (1 part: chunk_tiles' kDv passes the rule with 1), over Dk, B from part 0 (mma.sync, ldmatrix.trans)
@@ -292,11 +303,13 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     for (int nt = 0; nt < NV; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) dv[nt][e] *= sSk[acc_row(rg, e)];
-    gemm_parts<T, false, false, NV, 1, 1>(dv, sP, 0, kLdS, 16 * rg, sDH + v0 + kDvCols * cg, 0, kLdV, kTile, dv_live);
-    if (a.dv.data)
-      store_acc<T, NV>(static_cast<T*>(a.dv.data) + off4(a.dv, b, h, t0, v0 + kDvCols * cg), a.dv.stride[2], dv, rg,
-                       ntok, min(kDvCols, dv_live), nullptr);
+    finish_dv(j, dv);
     state_product_done();
+  }
+  for (int j = 0; !dkdv_inter && j < nvs; ++j) {  // the last chunk without dc_last: dv = P^T dH, no dk inter term
+    float dv[NV][4];
+    zero(dv);
+    finish_dv(j, dv);
   }
   // dk = scale ((row scale / scale) (inter + dn) + dS^T Q), as chunk_tiles' kDk
 #pragma unroll

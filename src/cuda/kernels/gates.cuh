@@ -109,28 +109,50 @@ __global__ void __launch_bounds__(32) chunk_gate_scan_kernel(Args a, int backwar
   }
 }
 
-// 2) Per head (one warp): the boundary stabilizers m^_{c+1} = g_c + max(m^_c, max(iota - b)) (sig: 0),
-//    32 chunks per step: lanes load, then the recurrence runs through the shuffles. Grid: B*H, 32 threads.
+// The two per-head scans over chunk boundaries (the stabilizers m^ below, the gate-gradient carries in gate_grads)
+// are serial recurrences whose terms are known in advance. One warp that passed each term through a shuffle and
+// stored it from its lane took ~140 cycles per chunk: 0.084 ms per launch at S = 65,536 (1,024 chunks, B*H = 16;
+// ncu, H100, bench/results/2026-11-26-h100-v7), twice per forward + backward. Here the block stages up to
+// kScanChunks terms in shared memory, one thread runs only the dependent chain (an fmax and an add per chunk) and
+// every thread writes the results; the arithmetic and its order are the warp version's, so the results are
+// bit-identical to it.
+// (kScanThreads, kScanChunks: args.cuh; Args::scan_round may set fewer chunks per round, for tests.)
+
+// 2) Per head: the boundary stabilizers m^_{c+1} = g_c + max(m^_c, max(iota - b)) (sig: 0) and the chunks' state
+//    decays e^{g_c + m^_c - m^_{c+1}}. Grid: B*H, kScanThreads threads.
 template <class G>  // G unused: a template so that only the gate TUs compile it
-__global__ void __launch_bounds__(32) chunk_stabilizers_kernel(Args a, int backward) {
-  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, lane = threadIdx.x;
+__global__ void __launch_bounds__(kScanThreads) chunk_stabilizers_kernel(Args a, int backward) {
+  __shared__ float sG[kScanChunks], sP[kScanChunks], sM[kScanChunks + 1];
+  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, tid = threadIdx.x, round = a.scan_round;
   const bool is_exp = a.variant == TFLA_VARIANT_EXP;
+  const int64_t base = static_cast<int64_t>(bh) * a.NC;
   float* mhat = a.mhat + static_cast<int64_t>(bh) * (a.NC + 1);
   float m = (is_exp && a.m0.data) ? static_cast<const float*>(a.m0.data)[off2(a.m0, b, h)] : 0.f;
-  for (int c0 = 0; c0 < a.NC; c0 += 32) {
-    const int c = c0 + lane;
-    const float g = c < a.NC ? a.chunk_a[static_cast<int64_t>(bh) * a.NC + c] : 0.f;
-    const float p = c < a.NC ? a.chunk_b[static_cast<int64_t>(bh) * a.NC + c] : 0.f;
-    for (int j = 0; j < 32 && c0 + j < a.NC; ++j) {
-      const float gj = __shfl_sync(0xffffffffu, g, j), pj = __shfl_sync(0xffffffffu, p, j);
-      if (lane == j) mhat[c] = m;
-      const float m_next = is_exp ? gj + fmaxf(m, pj) : 0.f;
-      // the chunk's state decay, read by the forward walk and chunk_states (g_c is b at the chunk end)
-      if (lane == j) a.chunk_decay[static_cast<int64_t>(bh) * a.NC + c] = expf(gj + m - m_next);
-      m = m_next;
+  for (int c0 = 0; c0 < a.NC; c0 += round) {
+    const int n = min(round, a.NC - c0);
+    for (int i = tid; i < n; i += kScanThreads) {
+      sG[i] = a.chunk_a[base + c0 + i];
+      sP[i] = a.chunk_b[base + c0 + i];
     }
+    __syncthreads();
+    if (tid == 0) {
+      sM[0] = m;
+#pragma unroll 8
+      for (int i = 0; i < n; ++i) {
+        m = is_exp ? sG[i] + fmaxf(m, sP[i]) : 0.f;
+        sM[i + 1] = m;
+      }
+    }
+    __syncthreads();
+    for (int i = tid; i < n; i += kScanThreads) {
+      mhat[c0 + i] = sM[i];
+      // the chunk's state decay, read by the forward walk and chunk_states (g_c is b at the chunk end)
+      a.chunk_decay[base + c0 + i] = expf(sG[i] + sM[i] - sM[i + 1]);
+    }
+    m = sM[n];  // every thread carries the last m^ into the next round
+    __syncthreads();  // the next round overwrites sG, sP, sM
   }
-  if (lane == 0) {
+  if (tid == 0) {
     mhat[a.NC] = m;
     if (!backward && a.m_last.data) static_cast<float*>(a.m_last.data)[off2(a.m_last, b, h)] = m;
   }
@@ -204,20 +226,30 @@ __global__ void __launch_bounds__(32) chunk_gate_totals_kernel(Args a, int n_dk_
   if (lane == 0) a.grad_chunk_total[static_cast<int64_t>(bh) * a.NC + c] = s;
 }
 
-// 2) per head: carry_c = (state term) + sum of the totals of the chunks after c. Grid: B*H, 32 threads.
+// 2) per head: carry_c = (state term) + sum of the totals of the chunks after c, added from the last chunk down
+//    (kScanChunks per round, one thread on the chain; see chunk_stabilizers_kernel). Grid: B*H, kScanThreads threads.
 template <class G>  // G unused: a template so that only the gate TUs compile it
-__global__ void __launch_bounds__(32) chunk_gate_carries_kernel(Args a, int n_state_partials) {
-  const int bh = blockIdx.x, lane = threadIdx.x;
+__global__ void __launch_bounds__(kScanThreads) chunk_gate_carries_kernel(Args a, int n_state_partials) {
+  __shared__ double sTot[kScanChunks];
+  const int bh = blockIdx.x, tid = threadIdx.x, round = a.scan_round;
+  const int64_t base = static_cast<int64_t>(bh) * a.NC;
   double carry = 0.0;
   for (int p = 0; p < n_state_partials; ++p) carry += a.statedot[static_cast<int64_t>(bh) * n_state_partials + p];
-  for (int c1 = a.NC - 1; c1 >= 0; c1 -= 32) {  // chunks c1, c1-1, ..., c1-31
-    const int c = c1 - lane;
-    const double tot = c >= 0 ? a.grad_chunk_total[static_cast<int64_t>(bh) * a.NC + c] : 0.0;
-    for (int j = 0; j < 32 && c1 - j >= 0; ++j) {
-      const double tj = __shfl_sync(0xffffffffu, tot, j);
-      if (lane == j) a.grad_chunk_carry[static_cast<int64_t>(bh) * a.NC + c] = carry;
-      carry += tj;
+  for (int c_hi = a.NC; c_hi > 0; c_hi -= round) {  // chunks c_lo .. c_hi - 1, from the top
+    const int c_lo = max(0, c_hi - round), n = c_hi - c_lo;
+    for (int i = tid; i < n; i += kScanThreads) sTot[i] = a.grad_chunk_total[base + c_lo + i];
+    __syncthreads();
+    if (tid == 0) {
+#pragma unroll 8
+      for (int i = n - 1; i >= 0; --i) {
+        const double t = sTot[i];
+        sTot[i] = carry;  // the carry into chunk c_lo + i: the chunks after it
+        carry += t;
+      }
     }
+    __syncthreads();
+    for (int i = tid; i < n; i += kScanThreads) a.grad_chunk_carry[base + c_lo + i] = sTot[i];
+    __syncthreads();  // the next round overwrites sTot (only thread 0 carries the sum)
   }
 }
 
