@@ -66,6 +66,11 @@ struct Args {
   // Chunks per round of the per-head scans over chunk boundaries (gates.cuh): kScanChunks; TFLA_CUDA_SCAN_ROUND sets
   // fewer so that the grid's sequences run several rounds (scripts/gpu_check.sh).
   int scan_round;
+  // Backward on Hopper at L = 64 with enough heads (dispatch.cu, plan_backward_dq_inter): dq's inter-chunk term
+  // dH_c C^_c^T per token, fp32 [bh][token][dk], from hopper/inter_chunk_dq.cuh (which replaces the recompute
+  // recurrence: cstates is not stored, states_adjoint_only launches only the reverse one); null otherwise.
+  float* dq_inter;
+  int states_adjoint_only;
 };
 
 // The per-head scans over chunk boundaries (gates.cuh): threads per block, chunks staged in shared memory per round.

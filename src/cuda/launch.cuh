@@ -34,6 +34,8 @@ enum class KernelId : int {
   kSegmentStatesHopperFinal,  // ~fp32 (the final state is an output)
   // The backward's two recurrences on wgmma (16-bit T, sm_90a; hopper/chunk_states.cuh): as kStatesBackward.
   kStatesBackwardHopper,
+  // dq's inter-chunk term with the recomputed state on chip (16-bit T, L = 64, sm_90a; hopper/inter_chunk_dq.cuh).
+  kInterChunkDqHopper,
   // The fused chunk backward (16-bit T only, L = 64): dq, dk, dv and the gate dots of a chunk in one block.
   kChunkGradients,
 };

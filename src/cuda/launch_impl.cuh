@@ -7,6 +7,7 @@
 #include "cuda/kernels/gates.cuh"
 #include "cuda/kernels/output_walk.cuh"
 #include "cuda/hopper/chunk_states.cuh"
+#include "cuda/hopper/inter_chunk_dq.cuh"
 #include "cuda/hopper/output_walk.cuh"
 #include "cuda/launch.cuh"
 
@@ -49,9 +50,14 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
                             chunk_states_smem_bytes<T>(), stream, a);
   } else if constexpr (K == KernelId::kStatesBackwardHopper) {
     static_assert(sizeof(T) == 2, "the wgmma recurrences take 16-bit inputs");
-    const dim3 grid(static_cast<unsigned>(cdiv(a.Dk, kHopperStatesRows) * cdiv(a.Dv, kHopperStatesCols)), bh, 2);
+    const dim3 grid(static_cast<unsigned>(cdiv(a.Dk, kHopperStatesRows) * cdiv(a.Dv, kHopperStatesCols)), bh,
+                    a.states_adjoint_only ? 1 : 2);
     return launch_with_smem(hopper_chunk_states_backward_kernel<T>, grid, dim3(kHopperStatesThreads),
                             hopper_chunk_states_smem_bytes(sizeof(T)), stream, a);
+  } else if constexpr (K == KernelId::kInterChunkDqHopper) {
+    static_assert(sizeof(T) == 2, "the inter-chunk dq kernel takes 16-bit inputs");
+    return launch_with_smem(hopper_inter_chunk_dq_kernel<T>, dim3(static_cast<unsigned>(cdiv(a.Dk, kInterDqRows)), bh),
+                            dim3(kInterDqThreads), hopper_inter_chunk_dq_smem_bytes(sizeof(T)), stream, a);
   } else if constexpr (K == KernelId::kOutputWalk || K == KernelId::kOutputWalkFinal || K == KernelId::kSegmentStates ||
                        K == KernelId::kSegmentStatesFinal) {
     static_assert(sizeof(T) == 2, "the forward walk takes 16-bit inputs");

@@ -112,13 +112,31 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
       load_tile_sw128<T, kGradMaxDk, kGradSlice, kGradThreads>(part(j, p), src + p * state_elems, a.Dv, a.Dk,
                                                                min(kGradSlice, a.Dv - v0), tid);
   };
-  // Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk term, and the recurrences do not store that slot
-  // (Args::skip_state0), so its slices are neither loaded nor multiplied.
-  const bool dq_inter = !(c == 0 && a.skip_state0);
+  // dq's inter-chunk term: from hopper/inter_chunk_dq.cuh where it ran (Args::dq_inter: no C^ slices here), else from
+  // the C^ slices. Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk term, and the recurrences do not store that
+  // slot (Args::skip_state0), so its slices are neither loaded nor multiplied.
+  const bool dq_states = !a.dq_inter && !(c == 0 && a.skip_state0);
   // Likewise without dc_last, dC^_NC = 0 (Args::skip_dstate_last): the last chunk has no dk / dv inter-chunk terms.
   const bool dkdv_inter = !(c == a.NC - 1 && a.skip_dstate_last);
   const int last_slice = dkdv_inter ? 2 * nvs : nvs;  // slices j < last_slice are loaded
-  if (dq_inter || dkdv_inter) issue_slice(dq_inter ? 0 : nvs);
+  if (dq_states || dkdv_inter) issue_slice(dq_states ? 0 : nvs);
+  // the inter-chunk dq term's fp32 values at this warp's accumulator positions, loaded now, added after the scores
+  float dq_in[NK][4];
+  zero(dq_in);
+  if (a.dq_inter) {
+    const float* src = a.dq_inter + (tok0 + t0) * a.Dk;
+#pragma unroll
+    for (int nt = 0; nt < NK; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; e += 2) {
+        const int r = acc_row(rg, e), col = kDkCols * cg + acc_col(nt, e);
+        if (r < ntok && col < a.Dk) {  // (Dk is a multiple of 8: both columns of the pair)
+          const float2 x = *reinterpret_cast<const float2*>(src + static_cast<int64_t>(r) * a.Dk + col);
+          dq_in[nt][e] = x.x;
+          dq_in[nt][e + 1] = x.y;
+        }
+      }
+  }
   hw::cp_async_commit();
   if (tid < kTile) {
     const bool ok = tid < ntok;
@@ -256,16 +274,19 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
                        dk_live, nullptr);
     }
   };
-  zero(acc);
-  // dq's inter-chunk term: dH C^_c^T over Dv, slice by slice
-  for (int j = 0; dq_inter && j < nvs; ++j) {
+  // dq's inter-chunk term: dH C^_c^T over Dv, slice by slice (or the values loaded above)
+#pragma unroll
+  for (int nt = 0; nt < NK; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[nt][e] = dq_in[nt][e];
+  for (int j = 0; dq_states && j < nvs; ++j) {
     next_slice(j);
     state_product(j, sDH + j * kGradSlice, kLdV);
     state_product_done();  // before the next slice's split overwrites the parts
   }
   // Without the inter-chunk loop, no next_slice barrier has published P, dS and A's sums yet (racecheck found dq's
   // dS K reading dS before every warp had written it).
-  if (!dq_inter) __syncthreads();
+  if (!dq_states) __syncthreads();
   // dq = scale (row scale * inter + dS K)
 #pragma unroll
   for (int nt = 0; nt < NK; ++nt)
