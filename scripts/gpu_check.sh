@@ -10,8 +10,9 @@
 #                      materialized = the materialized forward (TFLA_CUDA_FORWARD=materialized), portable-walk = the
 #                      mma.sync walk instead of the wgmma walk (TFLA_CUDA_FORWARD=portable-walk), separate = the
 #                      per-role backward kernels (TFLA_CUDA_BACKWARD=separate), portable-states = the backward's state
-#                      recurrences on mma.sync instead of wgmma (TFLA_CUDA_STATES=portable), dq-states = dq's inter-chunk
-#                      term from stored states instead of inter_chunk_dq.cuh (TFLA_CUDA_DQ=states); src/cuda/dispatch.cu
+#                      recurrences on mma.sync instead of wgmma (TFLA_CUDA_STATES=portable), inter-states = dq's and dk's
+#                      inter-chunk terms from stored states instead of inter_chunk_grads.cuh (TFLA_CUDA_INTER=states),
+#                      inter-dq / inter-both = only dq's / both from there (TFLA_CUDA_INTER=dq / inter); src/cuda/dispatch.cu
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=" ${*:-all} "
@@ -62,19 +63,25 @@ if want test; then
   echo "grid, L = 64 cases on the portable walk and recurrences (scan rounds of 3): $res in $(( $(date +%s) - t0 )) s"
   summary+=("GPU grid, L = 64 cases on the portable walk and recurrences (scan rounds of 3): $res")
 
-  # dq's inter-chunk term from hopper/inter_chunk_dq.cuh runs by default only where B*H x Dk tiles fill half the SMs
+  # the inter-chunk dq and dk terms from hopper/inter_chunk_grads.cuh run by default only where B*H x Dk tiles fill half the SMs
   # (one grid case); here the L = 64 cases again with it forced wherever its limits hold
   t0=$(date +%s)
-  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_DQ=inter grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_dq_inter")
-  grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_dq_inter.log" | head -30
-  echo "grid, L = 64 cases with the inter-chunk dq kernel: $res in $(( $(date +%s) - t0 )) s"
-  summary+=("GPU grid, L = 64 cases with the inter-chunk dq kernel (TFLA_CUDA_DQ=inter): $res")
+  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_INTER=inter grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_inter_grads")
+  grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_inter_grads.log" | head -30
+  echo "grid, L = 64 cases with the inter-chunk gradient kernels: $res in $(( $(date +%s) - t0 )) s"
+  summary+=("GPU grid, L = 64 cases with the inter-chunk gradient kernels (TFLA_CUDA_INTER=inter): $res")
+
+  t0=$(date +%s)
+  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_INTER=dq grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_inter_dq")
+  grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_inter_dq.log" | head -30
+  echo "grid, L = 64 cases with the inter-chunk dq kernel and the reverse recurrence: $res in $(( $(date +%s) - t0 )) s"
+  summary+=("GPU grid, L = 64 cases with the inter-chunk dq kernel and the reverse recurrence (TFLA_CUDA_INTER=dq): $res")
 
   echo "== compute-sanitizer"
   small='*Grid*B3H5S100K64V64*:CudaBackend.RejectsWhatItCannotRun'
   for tool in memcheck racecheck; do
-    # (with the inter-chunk dq kernel forced: its case runs it and chunk_gradients' path that reads its output)
-    TFLA_CUDA_DQ=inter compute-sanitizer --tool $tool --error-exitcode 99 "$BUILD/tests/tfla_test_cuda" --gtest_brief=1 \
+    # (with the inter-chunk gradient kernels forced: its case runs them and chunk_gradients' path that reads them)
+    TFLA_CUDA_INTER=inter compute-sanitizer --tool $tool --error-exitcode 99 "$BUILD/tests/tfla_test_cuda" --gtest_brief=1 \
       --gtest_filter="*Grid*exp_B3H5S100K64V64*" >"$OUT/sanitizer_$tool.log" 2>&1
     rc=$?
     tail -3 "$OUT/sanitizer_$tool.log"
@@ -95,8 +102,8 @@ if want bench; then
           fp=""; [ "$path" = materialized ] || [ "$path" = portable-walk ] && fp=$path
           bp=""; [ "$path" = separate ] && bp=separate
           sp=""; [ "$path" = portable-states ] && sp=portable
-          dq=""; [ "$path" = dq-states ] && dq=states
-          TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp TFLA_CUDA_STATES=$sp TFLA_CUDA_DQ=$dq "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
+          dq=""; [ "$path" = inter-states ] && dq=states; [ "$path" = inter-dq ] && dq=dq; [ "$path" = inter-both ] && dq=inter
+          TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp TFLA_CUDA_STATES=$sp TFLA_CUDA_INTER=$dq "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
             --dv 256 --chunk $L --dtype bf16 --reps 30 --warmup 5 $check --json --no-header 2>>"$OUT/bench.err" |
             tee -a "$OUT/bench.jsonl"
         done
@@ -108,11 +115,11 @@ if want bench; then
 fi
 
 if want profile; then
-  # Per-kernel device time of one forward + backward at the main setting (S = 1024 and 65,536), from
+  # Per-kernel device time of one forward + backward at the main setting (S = 1,024, 16,384 and 65,536), from
   # Nsight Compute's gpu__time_duration (clocks left alone). Tells where the time goes, kernel by kernel.
   echo "== per-kernel profile"
   : >"$OUT/profile.csv"
-  for S in 1024 65536; do
+  for S in 1024 16384 65536; do
     B=$((65536 / S))
     ncu --clock-control none --metrics gpu__time_duration.sum --csv \
       "$BUILD/tools/tfla-bench" --device cuda --variant exp -B $B -H 16 -S $S --dk 128 --dv 256 --chunk 64 \

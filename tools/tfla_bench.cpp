@@ -1248,9 +1248,9 @@ int main(int argc, char** argv) {
       const char* env_spath = std::getenv("TFLA_CUDA_STATES");
       std::string backward_path = env_bpath && std::strcmp(env_bpath, "separate") == 0 ? "separate" : "auto";
       if (env_spath && *env_spath) backward_path += std::string(" states=") + env_spath;
-      // TFLA_CUDA_DQ=states / inter: dq's inter-chunk term from stored states / from inter_chunk_dq.cuh
-      const char* env_dq = std::getenv("TFLA_CUDA_DQ");
-      if (env_dq && *env_dq) backward_path += std::string(" dq=") + env_dq;
+      // TFLA_CUDA_INTER=states / inter: dq's and dk's inter-chunk terms from stored states / inter_chunk_grads.cuh
+      const char* env_inter = std::getenv("TFLA_CUDA_INTER");
+      if (env_inter && *env_inter) backward_path += std::string(" inter=") + env_inter;
       std::string dn;
       for (char ch : device_desc) {
         if (ch == '"' || ch == '\\') dn += '\\';

@@ -27,7 +27,7 @@
 #include "core/status.hpp"
 #include "cuda/kernels/chunk_gradients_config.hpp"
 #include "cuda/hopper/chunk_states_config.hpp"
-#include "cuda/hopper/inter_chunk_dq_config.hpp"
+#include "cuda/hopper/inter_chunk_grads_config.hpp"
 #include "cuda/hopper/output_walk_config.hpp"
 #include "cuda/kernels/output_walk_config.hpp"
 #include "cuda/launch.cuh"
@@ -57,6 +57,11 @@ int64_t n_chunks(const tfla_mlstm_problem& p) { return (p.seq_len + p.chunk_size
 
 // How the forward runs on this device: the walk (output_walk.cuh: the state on chip, one pass) or the
 // materialized path (chunk_states -> chunk_tiles), and the walk's sequence segments.
+// Which inter-chunk gradient kernels replace the backward's stored states (plan_backward_inter_grads).
+struct InterGradsPlan {
+  bool dq = false, dk = false;
+};
+
 struct ForwardPlan {
   bool walk = false;
   bool hopper = false;  // the walk on wgmma (hopper/output_walk.cuh)
@@ -138,28 +143,39 @@ bool plan_backward_states_hopper(const tfla_mlstm_problem& p, int32_t dtype) {
   return runs_sm90a_kernel(device_caps(p.device_index), hopper_chunk_states_smem_bytes(2));
 }
 
-// dq's inter-chunk term with the recomputed state on chip (hopper/inter_chunk_dq.cuh) instead of the recompute
-// recurrence's stored states, under the fused chunk backward with the wgmma recurrences, where its limits hold
-// (Dv <= 256, L = 64) and its blocks (one per head and 64 Dk rows, each walking its whole sequence) fill at least half
-// the SMs: at the main shape S <= 16,384 (B*H >= 64); S = 65,536 (B*H = 16: 32 blocks) keeps the stored states.
-// TFLA_CUDA_DQ=states forces the stored states (side-by-side measurements), TFLA_CUDA_DQ=inter this kernel wherever
-// its limits hold, however few the blocks (tests: the grid's small cases).
-bool plan_backward_dq_inter(const tfla_mlstm_problem& p, int32_t dtype) {
-  if (env_forces("TFLA_CUDA_DQ", "states") || !plan_backward_fused(p, dtype) || !plan_backward_states_hopper(p, dtype))
-    return false;
-  if (p.dim_v > kInterDqMaxDv || p.chunk_size != kGradTile) return false;
+// The inter-chunk terms of dq and dk with the state recurrences on chip (hopper/inter_chunk_grads.cuh) instead of the
+// recurrences' stored states, under the fused chunk backward with the wgmma recurrences, where their limits hold
+// (Dv <= 256, L = 64):
+// - dq where its blocks (one per head and 64 Dk rows, each walking its whole sequence) fill at least half the SMs: at
+//   the main shape S <= 16,384 (B*H >= 64); S = 65,536 (B*H = 16: 32 blocks) keeps the stored states;
+// - dk where, besides, the reverse recurrence would run in fewer than 4 waves of its 3 blocks per SM, whose last wave
+//   then leaves SMs idle for a whole sequence. Measured at the main shape (H100, bench/results/2026-11-26-h100-v8):
+//   S = 16,384 (512 recurrence blocks, 1.3 waves): fwbw sig 6.374 ms with the dk kernel, 6.650 with the recurrence;
+//   S = 1,024 (8,192 blocks, 21 waves): 6.456 against 6.283 (the dk kernel reads V as well, 1.34 ms against 1.08).
+// TFLA_CUDA_INTER=states forces the stored states for both, =dq the dq kernel with the reverse recurrence (side-by-side
+// measurements), =inter both kernels wherever their limits hold, however few the blocks (tests: the grid's cases).
+InterGradsPlan plan_backward_inter_grads(const tfla_mlstm_problem& p, int32_t dtype) {
+  InterGradsPlan plan;
+  if (env_forces("TFLA_CUDA_INTER", "states") || !plan_backward_fused(p, dtype) || !plan_backward_states_hopper(p, dtype))
+    return plan;
+  if (p.dim_v > kInterDqMaxDv || p.chunk_size != kGradTile) return plan;
   const DeviceCaps dev = device_caps(p.device_index);
-  const int64_t blocks = p.batch * p.heads * ((p.dim_qk + kInterDqRows - 1) / kInterDqRows);
-  return runs_sm90a_kernel(dev, hopper_inter_chunk_dq_smem_bytes(2)) &&
-         (2 * blocks >= dev.sms || env_forces("TFLA_CUDA_DQ", "inter"));
+  if (!runs_sm90a_kernel(dev, hopper_inter_chunk_grads_smem_bytes(2))) return plan;
+  const int64_t bh = p.batch * p.heads, dk_tiles = (p.dim_qk + kInterDqRows - 1) / kInterDqRows;
+  const int64_t recurrence_blocks = bh * dk_tiles * ((p.dim_v + kHopperStatesCols - 1) / kHopperStatesCols);
+  const bool forced = env_forces("TFLA_CUDA_INTER", "inter");
+  plan.dq = forced || env_forces("TFLA_CUDA_INTER", "dq") || 2 * bh * dk_tiles >= dev.sms;
+  plan.dk = forced || (plan.dq && !env_forces("TFLA_CUDA_INTER", "dq") &&
+                       recurrence_blocks < 4 * static_cast<int64_t>(kHopperStatesBlocksPerSm) * dev.sms);
+  return plan;
 }
 
 // The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32 (for the
 // fused chunk backward as 2 parts of the input dtype in the same bytes, Args::split_states); the forward walk stores
-// none, only its segments' start states (with more than one segment). dq_inter (backward): dq's inter-chunk term in
-// place of the recomputed states (plan_backward_dq_inter).
+// none, only its segments' start states (with more than one segment). inter_grads (backward): the inter-chunk terms
+// of dq (no cstates then) and dk (dcstates then holds part 0 only) from the inter-chunk kernels (plan_backward_inter_grads).
 void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, const ForwardPlan& plan, void* ws, Args* a,
-            size_t* bytes, bool dq_inter = false) {
+            size_t* bytes, InterGradsPlan inter = {}) {
   Carver cv{static_cast<char*>(ws)};
   const size_t bh = static_cast<size_t>(p.batch * p.heads), S = p.seq_len, NC = n_chunks(p);
   const size_t Dk = p.dim_qk, Dv = p.dim_v;
@@ -181,9 +197,10 @@ void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, cons
   if (backward) w.wrev = cv.take(bh * S);
   if (plan.walk) {
     if (plan.nseg > 1) w.seg_states = cv.take(bh * plan.nseg * (Dk * Dv + Dk));
-  } else if (dq_inter) {
+  } else if (inter.dq) {
     w.dq_inter = cv.take(bh * S * Dk);
-    w.states_adjoint_only = 1;
+    if (inter.dk) w.dk_inter = cv.take(bh * S * Dk);
+    else w.states_adjoint_only = 1;
   } else {
     w.cstates = cv.take(bh * (NC + 1) * Dk * Dv, backward ? sizeof(float) : state_bytes);
     w.nstates = cv.take(bh * (NC + 1) * Dk);
@@ -356,8 +373,9 @@ tfla_status run_backward(const Args& a, bool hopper_states, bool fused, bool nee
   const char* fn = "tfla_mlstm_bwd";
   if constexpr (sizeof(T) == 2) {
     if (hopper_states && a.dq_inter) {
-      TFLA_CUDA_TRY(fn, "inter_chunk_dq (wgmma)", (launch<KernelId::kInterChunkDqHopper, T>(a, s)));
-      TFLA_CUDA_TRY(fn, "chunk_states (reverse, wgmma)", (launch<KernelId::kStatesBackwardHopper, T>(a, s)));
+      TFLA_CUDA_TRY(fn, "inter_chunk_grads dq (wgmma)", (launch<KernelId::kInterChunkDqHopper, T>(a, s)));
+      if (a.dk_inter) TFLA_CUDA_TRY(fn, "inter_chunk_grads dk (wgmma)", (launch<KernelId::kInterChunkDkHopper, T>(a, s)));
+      else TFLA_CUDA_TRY(fn, "chunk_states (reverse, wgmma)", (launch<KernelId::kStatesBackwardHopper, T>(a, s)));
     } else if (hopper_states) {
       TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse, wgmma)", (launch<KernelId::kStatesBackwardHopper, T>(a, s)));
     }
@@ -409,7 +427,7 @@ tfla_status fwd_workspace_size(const tfla_mlstm_fwd_params& p, size_t* bytes) {
 tfla_status bwd_workspace_size(const tfla_mlstm_bwd_params& p, size_t* bytes) {
   TFLA_TRY(check_problem("tfla_mlstm_bwd", p.problem));
   layout(p.problem, true, sizeof(float), ForwardPlan{}, nullptr, nullptr, bytes,
-         plan_backward_dq_inter(p.problem, p.q.dtype));
+         plan_backward_inter_grads(p.problem, p.q.dtype));
   return TFLA_SUCCESS;
 }
 
@@ -463,7 +481,7 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   a.dq = p.dq; a.dk = p.dk; a.dv = p.dv; a.digate = p.digate; a.dfgate = p.dfgate;
   a.dc0 = p.dc0; a.dn0 = p.dn0;
   layout(p.problem, true, sizeof(float), ForwardPlan{}, workspace, &a, nullptr,
-         plan_backward_dq_inter(p.problem, p.q.dtype));
+         plan_backward_inter_grads(p.problem, p.q.dtype));
   const bool fused = plan_backward_fused(p.problem, p.q.dtype);
   a.skip_state0 = fused && !p.c0.data;
   a.skip_dstate_last = fused && !p.dc_last.data && !p.dn_last.data;  // the slot's dn^_NC is skipped with it

@@ -7,7 +7,7 @@
 #include "cuda/kernels/gates.cuh"
 #include "cuda/kernels/output_walk.cuh"
 #include "cuda/hopper/chunk_states.cuh"
-#include "cuda/hopper/inter_chunk_dq.cuh"
+#include "cuda/hopper/inter_chunk_grads.cuh"
 #include "cuda/hopper/output_walk.cuh"
 #include "cuda/launch.cuh"
 
@@ -54,10 +54,12 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
                     a.states_adjoint_only ? 1 : 2);
     return launch_with_smem(hopper_chunk_states_backward_kernel<T>, grid, dim3(kHopperStatesThreads),
                             hopper_chunk_states_smem_bytes(sizeof(T)), stream, a);
-  } else if constexpr (K == KernelId::kInterChunkDqHopper) {
-    static_assert(sizeof(T) == 2, "the inter-chunk dq kernel takes 16-bit inputs");
-    return launch_with_smem(hopper_inter_chunk_dq_kernel<T>, dim3(static_cast<unsigned>(cdiv(a.Dk, kInterDqRows)), bh),
-                            dim3(kInterDqThreads), hopper_inter_chunk_dq_smem_bytes(sizeof(T)), stream, a);
+  } else if constexpr (K == KernelId::kInterChunkDqHopper || K == KernelId::kInterChunkDkHopper) {
+    static_assert(sizeof(T) == 2, "the inter-chunk gradient kernels take 16-bit inputs");
+    constexpr bool reverse = K == KernelId::kInterChunkDkHopper;
+    return launch_with_smem(hopper_inter_chunk_grads_kernel<T, reverse>,
+                            dim3(static_cast<unsigned>(cdiv(a.Dk, kInterDqRows)), bh), dim3(kInterDqThreads),
+                            hopper_inter_chunk_grads_smem_bytes(sizeof(T)), stream, a);
   } else if constexpr (K == KernelId::kOutputWalk || K == KernelId::kOutputWalkFinal || K == KernelId::kSegmentStates ||
                        K == KernelId::kSegmentStatesFinal) {
     static_assert(sizeof(T) == 2, "the forward walk takes 16-bit inputs");

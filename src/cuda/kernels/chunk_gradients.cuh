@@ -107,24 +107,28 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   auto issue_slice = [&](int j) {
     const int v0 = (j < nvs ? j : j - nvs) * kGradSlice;
     const T* src = (j < nvs ? cst : dcst) + v0;
+    // (with Args::dk_inter the dC^ slices feed dv's 1-part product only: inter_chunk_grads.cuh stores part 0 alone)
+    const int nparts = (j >= nvs && a.dk_inter) ? 1 : kGradStateParts;
 #pragma unroll
     for (int p = 0; p < kGradStateParts; ++p)
-      load_tile_sw128<T, kGradMaxDk, kGradSlice, kGradThreads>(part(j, p), src + p * state_elems, a.Dv, a.Dk,
-                                                               min(kGradSlice, a.Dv - v0), tid);
+      if (p < nparts)
+        load_tile_sw128<T, kGradMaxDk, kGradSlice, kGradThreads>(part(j, p), src + p * state_elems, a.Dv, a.Dk,
+                                                                 min(kGradSlice, a.Dv - v0), tid);
   };
-  // dq's inter-chunk term: from hopper/inter_chunk_dq.cuh where it ran (Args::dq_inter: no C^ slices here), else from
-  // the C^ slices. Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk term, and the recurrences do not store that
+  // dq's and dk's inter-chunk terms: from hopper/inter_chunk_grads.cuh where it ran (Args::dq_inter, dk_inter: no C^
+  // slices, dC^ slices for dv only), else from the state slices. Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk term, and the recurrences do not store that
   // slot (Args::skip_state0), so its slices are neither loaded nor multiplied.
   const bool dq_states = !a.dq_inter && !(c == 0 && a.skip_state0);
   // Likewise without dc_last, dC^_NC = 0 (Args::skip_dstate_last): the last chunk has no dk / dv inter-chunk terms.
   const bool dkdv_inter = !(c == a.NC - 1 && a.skip_dstate_last);
   const int last_slice = dkdv_inter ? 2 * nvs : nvs;  // slices j < last_slice are loaded
   if (dq_states || dkdv_inter) issue_slice(dq_states ? 0 : nvs);
-  // the inter-chunk dq term's fp32 values at this warp's accumulator positions, loaded now, added after the scores
-  float dq_in[NK][4];
-  zero(dq_in);
-  if (a.dq_inter) {
-    const float* src = a.dq_inter + (tok0 + t0) * a.Dk;
+  // the inter-chunk terms' fp32 values at this warp's accumulator positions (zero without them), loaded now, used
+  // after the scores
+  auto load_inter = [&](const float* terms, float (&dst)[NK][4]) {
+    zero(dst);
+    if (!terms) return;
+    const float* src = terms + (tok0 + t0) * a.Dk;
 #pragma unroll
     for (int nt = 0; nt < NK; ++nt)
 #pragma unroll
@@ -132,11 +136,14 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
         const int r = acc_row(rg, e), col = kDkCols * cg + acc_col(nt, e);
         if (r < ntok && col < a.Dk) {  // (Dk is a multiple of 8: both columns of the pair)
           const float2 x = *reinterpret_cast<const float2*>(src + static_cast<int64_t>(r) * a.Dk + col);
-          dq_in[nt][e] = x.x;
-          dq_in[nt][e + 1] = x.y;
+          dst[nt][e] = x.x;
+          dst[nt][e + 1] = x.y;
         }
       }
-  }
+  };
+  float dq_in[NK][4], dk_in[NK][4];
+  load_inter(a.dq_inter, dq_in);
+  load_inter(a.dk_inter, dk_in);
   hw::cp_async_commit();
   if (tid < kTile) {
     const bool ok = tid < ntok;
@@ -303,14 +310,9 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
       store_acc<T, NV>(static_cast<T*>(a.dv.data) + off4(a.dv, b, h, t0, v0 + kDvCols * cg), a.dv.stride[2], dv, rg,
                        ntok, min(kDvCols, dv_live), nullptr);
   };
-  zero(acc);
-  // (the condition in the loop header, as dq's: around the loop body, ptxas serialized every wgmma, C7518)
-  for (int j = 0; dkdv_inter && j < nvs; ++j) {
-    next_slice(nvs + j);
-    state_product(nvs + j, sV + j * kGradSlice, kLdV);  // runs under dv's products below
-    float dv[NV][4];
-    zero(dv);
-    // K dC (1 part: chunk_tiles' kDv passes the rule with 1), over Dk, B from part 0 (mma.sync, ldmatrix.trans)
+  // dv's inter-chunk term of slice j, row-scaled: K dC (1 part: chunk_tiles' kDv passes the rule with 1), over Dk, B
+  // from part 0 (mma.sync, ldmatrix.trans)
+  auto dv_inter = [&](int j, float (&dv)[NV][4]) {
     static_assert(NV == 2, "one paired B load per k-step");
     for (int k0 = 0; k0 < dk16; k0 += 16) {
       FragA<T> fa;
@@ -324,8 +326,27 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     for (int nt = 0; nt < NV; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) dv[nt][e] *= sSk[acc_row(rg, e)];
+  };
+#pragma unroll
+  for (int nt = 0; nt < NK; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[nt][e] = dk_in[nt][e];
+  // (the conditions in the loop headers, as dq's: around the loop body, ptxas serialized every wgmma, C7518)
+  for (int j = 0; dkdv_inter && !a.dk_inter && j < nvs; ++j) {
+    next_slice(nvs + j);
+    state_product(nvs + j, sV + j * kGradSlice, kLdV);  // runs under dv's products below
+    float dv[NV][4];
+    zero(dv);
+    dv_inter(j, dv);
     finish_dv(j, dv);
     state_product_done();
+  }
+  for (int j = 0; dkdv_inter && a.dk_inter && j < nvs; ++j) {  // dk's inter-chunk term came with dk_in
+    next_slice(nvs + j);
+    float dv[NV][4];
+    zero(dv);
+    dv_inter(j, dv);
+    finish_dv(j, dv);
   }
   for (int j = 0; !dkdv_inter && j < nvs; ++j) {  // the last chunk without dc_last: dv = P^T dH, no dk inter term
     float dv[NV][4];
