@@ -34,6 +34,29 @@
 
 namespace tfla::cuda {
 
+// n^'s per-tile update: sum over the tile's 64 tokens of w[token] x tile[token][d] (zero weight past S), for the
+// recurrences here and hopper/inter_chunk_grads.cuh.
+template <class T>
+__device__ __forceinline__ float tile_weighted_column_sum(const unsigned char* tile, const float* w, int d) {
+  float x = 0.f;
+#pragma unroll 8
+  for (int r = 0; r < kTile; ++r) x += w[r] * to_float<T>(*reinterpret_cast<const T*>(tile + sw128_offset(kTile, r, d)));
+  return x;
+}
+
+// The state update's A operand X^T diag(w) (X = K or Q, the swizzled token tile [token][dk]) for this warp's 16 rows
+// m0.. and the tile's 4 k-steps, in PARTS parts (ldmatrix.trans, weighted and split in registers).
+template <class T, int PARTS>
+__device__ __forceinline__ void weighted_a_trans(FragA<T> (&fk)[kTile / 16][PARTS], const unsigned char* tile,
+                                                 const float* w, int m0) {
+#pragma unroll
+  for (int kk = 0; kk < kTile / 16; ++kk) {
+    FragA<T> raw;
+    load_a_trans_sw128(raw.r, tile, kTile, m0, 16 * kk);
+    scale_a_cols<T, PARTS>(fk[kk], raw, w, 16 * kk);
+  }
+}
+
 template <class T, bool REVERSE>
 __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   // ---- configuration -------------------------------------------------------------------------------
@@ -190,23 +213,12 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
         for (int i = 0; i < 32; ++i) st[q][i] *= decay;
       n *= decay;
     }
-    if (tracks_n) {
-      float x = 0.f;
-#pragma unroll 8
-      for (int r = 0; r < kTile; ++r)  // zero weight past S
-        x += w[r] * to_float<T>(*reinterpret_cast<const T*>(sA(s) + sw128_offset(kTile, r, tid)));
-      n += x;
-    }
+    if (tracks_n) n += tile_weighted_column_sum<T>(sA(s), w, tid);
     // state (dk x dv) += (A^T diag(w)) (dk x tok) * B (tok x dv): A from registers, in kParts parts; B MN-major.
     // All 4 k-steps in one group: the 3 x 4 x 4 fragment registers fit beside the 64 of the state (no spill).
     const uint32_t b_addr = hw::smem_addr(sB(s));
     FragA<T> fk[kTile / 16][kParts];
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk) {
-      FragA<T> raw;
-      load_a_trans_sw128(raw.r, sA(s), kTile, 16 * wi, 16 * kk);
-      scale_a_cols<T, kParts>(fk[kk], raw, w, 16 * kk);
-    }
+    weighted_a_trans<T, kParts>(fk, sA(s), w, 16 * wi);
 #pragma unroll
     for (int q = 0; q < kPanels; ++q) hw::wgmma_fence_operands(st[q]);
     hw::wgmma_fence();

@@ -30,6 +30,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include "cuda/args.cuh"
+#include "cuda/hopper/chunk_states.cuh"  // tile_weighted_column_sum, weighted_a_trans
 #include "cuda/hopper/inter_chunk_grads_config.hpp"
 #include "cuda/hopper/sw128.cuh"
 #include "cuda/tiles.cuh"
@@ -207,21 +208,10 @@ __global__ void __launch_bounds__(kInterDqThreads, 1) hopper_inter_chunk_grads_k
 #pragma unroll
       for (int i = 0; i < 32; ++i) st[q][i] *= decay;
     n *= decay;
-    if (tracks_n) {
-      float x = 0.f;
-#pragma unroll 8
-      for (int r = 0; r < kTile; ++r)  // zero weight past S
-        x += w[r] * to_float<T>(*reinterpret_cast<const T*>(sK(s) + sw128_offset(kTile, r, tid)));
-      n += x;
-    }
+    if (tracks_n) n += tile_weighted_column_sum<T>(sK(s), w, tid);
     const uint32_t v_addr = hw::smem_addr(sV(s));
     FragA<T> fk[kTile / 16][kParts];
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk) {
-      FragA<T> raw;
-      load_a_trans_sw128(raw.r, sK(s), kTile, 16 * wi, 16 * kk);
-      scale_a_cols<T, kParts>(fk[kk], raw, w, 16 * kk);
-    }
+    weighted_a_trans<T, kParts>(fk, sK(s), w, 16 * wi);
     hw::wgmma_fence_operands(st[0]);
     hw::wgmma_fence_operands(st[1]);
     hw::wgmma_fence();
