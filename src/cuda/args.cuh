@@ -66,13 +66,12 @@ struct Args {
   // Chunks per round of the per-head scans over chunk boundaries (gates.cuh): kScanChunks; TFLA_CUDA_SCAN_ROUND sets
   // fewer so that the grid's sequences run several rounds (scripts/gpu_check.sh).
   int scan_round;
-  // Backward on Hopper at L = 64 with enough heads (dispatch.cu, plan_backward_inter_grads): the inter-chunk terms
-  // dH_c C^_c^T of dq and V_c dC^_{c+1}^T of dk per token, fp32 [bh][token][dk], from hopper/inter_chunk_grads.cuh,
-  // which replaces both recurrences (cstates is not stored; dcstates holds only part 0, for dv); null otherwise.
+  // Backward on Hopper at L = 64 with enough heads (dispatch.cu, plan_backward): the inter-chunk terms dH_c C^_c^T of
+  // dq and V_c dC^_{c+1}^T of dk per token, fp32 [bh][token][dk], from hopper/inter_chunk_grads.cuh, which replaces
+  // the recompute recurrence (dq_inter: cstates is not stored; the wgmma recurrences run only the reverse one) and the
+  // reverse one (dk_inter: dcstates holds only part 0, for dv); null otherwise.
   float* dq_inter;
   float* dk_inter;
-  // dq_inter without dk_inter: the wgmma recurrences run only the reverse one (the C^ states are not needed)
-  int states_adjoint_only;
 };
 
 // The per-head scans over chunk boundaries (gates.cuh): threads per block, chunks staged in shared memory per round.

@@ -55,13 +55,16 @@ struct Carver {
 
 int64_t n_chunks(const tfla_mlstm_problem& p) { return (p.seq_len + p.chunk_size - 1) / p.chunk_size; }
 
-// How the forward runs on this device: the walk (output_walk.cuh: the state on chip, one pass) or the
-// materialized path (chunk_states -> chunk_tiles), and the walk's sequence segments.
-// Which inter-chunk gradient kernels replace the backward's stored states (plan_backward_inter_grads).
-struct InterGradsPlan {
-  bool dq = false, dk = false;
+// How the backward runs on this device (plan_backward: the device queried once per call).
+struct BackwardPlan {
+  bool fused = false;          // the fused chunk kernel (chunk_gradients.cuh), else the per-role kernels
+  bool hopper_states = false;  // the state recurrences on wgmma (hopper/chunk_states.cuh), else on mma.sync
+  bool inter_dq = false;       // dq's / dk's inter-chunk term from hopper/inter_chunk_grads.cuh instead of stored
+  bool inter_dk = false;       // states (the recompute / reverse recurrence then does not run)
 };
 
+// How the forward runs on this device: the walk (output_walk.cuh: the state on chip, one pass) or the
+// materialized path (chunk_states -> chunk_tiles), and the walk's sequence segments.
 struct ForwardPlan {
   bool walk = false;
   bool hopper = false;  // the walk on wgmma (hopper/output_walk.cuh)
@@ -125,57 +128,50 @@ ForwardPlan plan_forward(const tfla_mlstm_problem& p, int32_t dtype) {
   return plan;
 }
 
-// How the backward's intra-chunk gradients run: the fused chunk kernel (chunk_gradients.cuh: every gradient of a
-// 64-token chunk in one block, the scores formed once) where its limits hold and the device has its shared memory,
-// else the per-role kernels (chunk_tiles.cuh: kDq, kDk, kDv). TFLA_CUDA_BACKWARD=separate forces the per-role
-// kernels (side-by-side measurements, tests of both paths on one GPU).
-bool plan_backward_fused(const tfla_mlstm_problem& p, int32_t dtype) {
-  if (env_forces("TFLA_CUDA_BACKWARD", "separate")) return false;
-  if (dtype_size(dtype) != 2 || p.chunk_size != kGradTile || p.dim_qk > kGradMaxDk || p.dim_v > kGradMaxDv) return false;
-  return runs_sm90a_kernel(device_caps(p.device_index), chunk_gradients_smem_bytes(2));
-}
-
-// The backward's two state recurrences on wgmma (hopper/chunk_states.cuh, any L) for 16-bit inputs where the build has
-// sm_90a and the device is sm_90; TFLA_CUDA_STATES=portable forces the mma.sync kernel (side-by-side measurements,
-// tests of both on one GPU).
-bool plan_backward_states_hopper(const tfla_mlstm_problem& p, int32_t dtype) {
-  if (env_forces("TFLA_CUDA_STATES", "portable") || dtype_size(dtype) != 2) return false;
-  return runs_sm90a_kernel(device_caps(p.device_index), hopper_chunk_states_smem_bytes(2));
-}
-
-// The inter-chunk terms of dq and dk with the state recurrences on chip (hopper/inter_chunk_grads.cuh) instead of the
-// recurrences' stored states, under the fused chunk backward with the wgmma recurrences, where their limits hold
-// (Dv <= 256, L = 64):
-// - dq where its blocks (one per head and 64 Dk rows, each walking its whole sequence) fill at least half the SMs: at
-//   the main shape S <= 16,384 (B*H >= 64); S = 65,536 (B*H = 16: 32 blocks) keeps the stored states;
-// - dk where, besides, the reverse recurrence would run in fewer than 4 waves of its 3 blocks per SM, whose last wave
-//   then leaves SMs idle for a whole sequence. Measured at the main shape (H100, bench/results/2026-11-26-h100-v8):
-//   S = 16,384 (512 recurrence blocks, 1.3 waves): fwbw sig 6.374 ms with the dk kernel, 6.650 with the recurrence;
-//   S = 1,024 (8,192 blocks, 21 waves): 6.456 against 6.283 (the dk kernel reads V as well, 1.34 ms against 1.08).
-// TFLA_CUDA_INTER=states forces the stored states for both, =dq the dq kernel with the reverse recurrence (side-by-side
-// measurements), =inter both kernels wherever their limits hold, however few the blocks (tests: the grid's cases).
-InterGradsPlan plan_backward_inter_grads(const tfla_mlstm_problem& p, int32_t dtype) {
-  InterGradsPlan plan;
-  if (env_forces("TFLA_CUDA_INTER", "states") || !plan_backward_fused(p, dtype) || !plan_backward_states_hopper(p, dtype))
-    return plan;
-  if (p.dim_v > kInterDqMaxDv || p.chunk_size != kGradTile) return plan;
+// How the backward runs (BackwardPlan):
+// - its intra-chunk gradients: the fused chunk kernel (chunk_gradients.cuh: every gradient of a 64-token chunk in one
+//   block, the scores formed once) where its limits hold and the device has its shared memory, else the per-role
+//   kernels (chunk_tiles.cuh: kDq, kDk, kDv). TFLA_CUDA_BACKWARD=separate forces the per-role kernels.
+// - its two state recurrences: on wgmma (hopper/chunk_states.cuh, any L) for 16-bit inputs where the build has sm_90a
+//   and the device is sm_90; TFLA_CUDA_STATES=portable forces the mma.sync kernel.
+// - the inter-chunk terms of dq and dk with the state recurrences on chip (hopper/inter_chunk_grads.cuh) instead of
+//   the recurrences' stored states, under the fused chunk kernel with the wgmma recurrences, where their limits hold
+//   (Dv <= 256, L = 64): dq where its blocks (one per head and 64 Dk rows, each walking its whole sequence) fill at
+//   least half the SMs: at the main shape S <= 16,384 (B*H >= 64); S = 65,536 (B*H = 16: 32 blocks) keeps the stored
+//   states; dk where, besides, the reverse recurrence would run in fewer than 4 waves of its 3 blocks per SM, whose
+//   last wave then leaves SMs idle for a whole sequence. Measured at the main shape (H100,
+//   bench/results/2026-11-26-h100-v8): S = 16,384 (512 recurrence blocks, 1.3 waves): fwbw sig 6.374 ms with the dk
+//   kernel, 6.650 with the recurrence; S = 1,024 (8,192 blocks, 21 waves): 6.456 against 6.283 (the dk kernel reads V
+//   as well, 1.34 ms against 1.08). TFLA_CUDA_INTER=states forces the stored states for both, =dq the dq kernel with
+//   the reverse recurrence, =inter both kernels wherever their limits hold, however few the blocks (tests: the grid's
+//   cases).
+// The environment variables are for side-by-side measurements and tests of each path on one GPU.
+BackwardPlan plan_backward(const tfla_mlstm_problem& p, int32_t dtype) {
+  BackwardPlan plan;
+  if (dtype_size(dtype) != 2) return plan;
   const DeviceCaps dev = device_caps(p.device_index);
-  if (!runs_sm90a_kernel(dev, hopper_inter_chunk_grads_smem_bytes(2))) return plan;
+  plan.fused = !env_forces("TFLA_CUDA_BACKWARD", "separate") && p.chunk_size == kGradTile &&
+               p.dim_qk <= kGradMaxDk && p.dim_v <= kGradMaxDv && runs_sm90a_kernel(dev, chunk_gradients_smem_bytes(2));
+  plan.hopper_states =
+      !env_forces("TFLA_CUDA_STATES", "portable") && runs_sm90a_kernel(dev, hopper_chunk_states_smem_bytes(2));
+  if (env_forces("TFLA_CUDA_INTER", "states") || !plan.fused || !plan.hopper_states || p.dim_v > kInterDqMaxDv ||
+      !runs_sm90a_kernel(dev, hopper_inter_chunk_grads_smem_bytes(2)))
+    return plan;
   const int64_t bh = p.batch * p.heads, dk_tiles = (p.dim_qk + kInterDqRows - 1) / kInterDqRows;
   const int64_t recurrence_blocks = bh * dk_tiles * ((p.dim_v + kHopperStatesCols - 1) / kHopperStatesCols);
-  const bool forced = env_forces("TFLA_CUDA_INTER", "inter");
-  plan.dq = forced || env_forces("TFLA_CUDA_INTER", "dq") || 2 * bh * dk_tiles >= dev.sms;
-  plan.dk = forced || (plan.dq && !env_forces("TFLA_CUDA_INTER", "dq") &&
-                       recurrence_blocks < 4 * static_cast<int64_t>(kHopperStatesBlocksPerSm) * dev.sms);
+  const bool forced = env_forces("TFLA_CUDA_INTER", "inter"), dq_only = env_forces("TFLA_CUDA_INTER", "dq");
+  plan.inter_dq = forced || dq_only || 2 * bh * dk_tiles >= dev.sms;
+  plan.inter_dk = forced || (plan.inter_dq && !dq_only &&
+                             recurrence_blocks < 4 * static_cast<int64_t>(kHopperStatesBlocksPerSm) * dev.sms);
   return plan;
 }
 
 // The forward stores its per-chunk states in the input dtype (state_bytes = its size), the backward in fp32 (for the
 // fused chunk backward as 2 parts of the input dtype in the same bytes, Args::split_states); the forward walk stores
-// none, only its segments' start states (with more than one segment). inter_grads (backward): the inter-chunk terms
-// of dq (no cstates then) and dk (dcstates then holds part 0 only) from the inter-chunk kernels (plan_backward_inter_grads).
+// none, only its segments' start states (with more than one segment). With BackwardPlan::inter_dq / inter_dk the
+// inter-chunk terms of dq (no cstates then) and dk (dcstates then holds part 0 only) from the inter-chunk kernels.
 void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, const ForwardPlan& plan, void* ws, Args* a,
-            size_t* bytes, InterGradsPlan inter = {}) {
+            size_t* bytes, const BackwardPlan& bplan = {}) {
   Carver cv{static_cast<char*>(ws)};
   const size_t bh = static_cast<size_t>(p.batch * p.heads), S = p.seq_len, NC = n_chunks(p);
   const size_t Dk = p.dim_qk, Dv = p.dim_v;
@@ -197,10 +193,9 @@ void layout(const tfla_mlstm_problem& p, bool backward, size_t state_bytes, cons
   if (backward) w.wrev = cv.take(bh * S);
   if (plan.walk) {
     if (plan.nseg > 1) w.seg_states = cv.take(bh * plan.nseg * (Dk * Dv + Dk));
-  } else if (inter.dq) {
+  } else if (bplan.inter_dq) {
     w.dq_inter = cv.take(bh * S * Dk);
-    if (inter.dk) w.dk_inter = cv.take(bh * S * Dk);
-    else w.states_adjoint_only = 1;
+    if (bplan.inter_dk) w.dk_inter = cv.take(bh * S * Dk);
   } else {
     w.cstates = cv.take(bh * (NC + 1) * Dk * Dv, backward ? sizeof(float) : state_bytes);
     w.nstates = cv.take(bh * (NC + 1) * Dk);
@@ -368,8 +363,9 @@ tfla_status run_forward(const Args& a, const ForwardPlan& plan, cudaStream_t s) 
 }
 
 template <class T>
-tfla_status run_backward(const Args& a, bool hopper_states, bool fused, bool need_dq, bool need_dk, bool need_dv,
+tfla_status run_backward(const Args& a, const BackwardPlan& plan, bool need_dq, bool need_dk, bool need_dv,
                          cudaStream_t s) {
+  const bool hopper_states = plan.hopper_states;
   const char* fn = "tfla_mlstm_bwd";
   if constexpr (sizeof(T) == 2) {
     if (hopper_states && a.dq_inter) {
@@ -383,7 +379,7 @@ tfla_status run_backward(const Args& a, bool hopper_states, bool fused, bool nee
   if (sizeof(T) != 2 || !hopper_states)
     TFLA_CUDA_TRY(fn, "chunk_states (recompute and reverse)", (launch<KernelId::kStatesBackward, T>(a, s)));
   if constexpr (sizeof(T) == 2) {
-    if (fused) {
+    if (plan.fused) {
       if (need_dq || need_dk || need_dv) TFLA_CUDA_TRY(fn, "chunk_gradients", (launch<KernelId::kChunkGradients, T>(a, s)));
       return TFLA_SUCCESS;
     }
@@ -426,8 +422,7 @@ tfla_status fwd_workspace_size(const tfla_mlstm_fwd_params& p, size_t* bytes) {
 
 tfla_status bwd_workspace_size(const tfla_mlstm_bwd_params& p, size_t* bytes) {
   TFLA_TRY(check_problem("tfla_mlstm_bwd", p.problem));
-  layout(p.problem, true, sizeof(float), ForwardPlan{}, nullptr, nullptr, bytes,
-         plan_backward_inter_grads(p.problem, p.q.dtype));
+  layout(p.problem, true, sizeof(float), ForwardPlan{}, nullptr, nullptr, bytes, plan_backward(p.problem, p.q.dtype));
   return TFLA_SUCCESS;
 }
 
@@ -480,9 +475,9 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   a.dh = p.dh; a.dc_last = p.dc_last; a.dn_last = p.dn_last;
   a.dq = p.dq; a.dk = p.dk; a.dv = p.dv; a.digate = p.digate; a.dfgate = p.dfgate;
   a.dc0 = p.dc0; a.dn0 = p.dn0;
-  layout(p.problem, true, sizeof(float), ForwardPlan{}, workspace, &a, nullptr,
-         plan_backward_inter_grads(p.problem, p.q.dtype));
-  const bool fused = plan_backward_fused(p.problem, p.q.dtype);
+  const BackwardPlan plan = plan_backward(p.problem, p.q.dtype);
+  layout(p.problem, true, sizeof(float), ForwardPlan{}, workspace, &a, nullptr, plan);
+  const bool fused = plan.fused;
   a.skip_state0 = fused && !p.c0.data;
   a.skip_dstate_last = fused && !p.dc_last.data && !p.dn_last.data;  // the slot's dn^_NC is skipped with it
   a.split_states = fused;
@@ -490,8 +485,7 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesBwd, p.igate.dtype, a, s));
   TFLA_TRY(by_dtype(p.q.dtype, [&](auto t) {
-    return run_backward<decltype(t)>(a, plan_backward_states_hopper(p.problem, p.q.dtype), fused,
-                                     p.dq.data || p.dfgate.data,
+    return run_backward<decltype(t)>(a, plan, p.dq.data || p.dfgate.data,
                                      p.dk.data || need_gates, p.dv.data != nullptr, s);
   }));
   if (need_gates) TFLA_TRY(gates(fn, KernelId::kGateGrads, p.igate.dtype, a, s));

@@ -36,7 +36,7 @@ enum class KernelId : int {
   kStatesBackwardHopper,
   // The inter-chunk terms of dq and dk with the state recurrences on chip (16-bit T, L = 64, sm_90a;
   // hopper/inter_chunk_grads.cuh): under the fused chunk backward they replace kStatesBackwardHopper's recompute
-  // (dq) and reverse (dk) recurrences where dispatch.cu's plan_backward_inter_grads picks them.
+  // (dq) and reverse (dk) recurrences where dispatch.cu's plan_backward picks them.
   kInterChunkDqHopper,
   kInterChunkDkHopper,
   // The fused chunk backward (16-bit T only, L = 64): dq, dk, dv and the gate dots of a chunk in one block.

@@ -51,7 +51,7 @@ cudaError_t launch(const Args& a, cudaStream_t stream) {
   } else if constexpr (K == KernelId::kStatesBackwardHopper) {
     static_assert(sizeof(T) == 2, "the wgmma recurrences take 16-bit inputs");
     const dim3 grid(static_cast<unsigned>(cdiv(a.Dk, kHopperStatesRows) * cdiv(a.Dv, kHopperStatesCols)), bh,
-                    a.states_adjoint_only ? 1 : 2);
+                    a.dq_inter ? 1 : 2);  // (with dq_inter: the reverse recurrence only)
     return launch_with_smem(hopper_chunk_states_backward_kernel<T>, grid, dim3(kHopperStatesThreads),
                             hopper_chunk_states_smem_bytes(sizeof(T)), stream, a);
   } else if constexpr (K == KernelId::kInterChunkDqHopper || K == KernelId::kInterChunkDkHopper) {

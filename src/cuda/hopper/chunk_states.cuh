@@ -289,9 +289,8 @@ __global__ void __launch_bounds__(kHopperStatesThreads, kHopperStatesBlocksPerSm
 #if !TFLA_HAS_WGMMA
   __trap();  // built for sm_90a only; dispatch.cu picks it only on sm_90 devices
 #else
-  // (Args::states_adjoint_only: one z-slice, the reverse recurrence; dq's inter-chunk term came from
-  // inter_chunk_grads.cuh)
-  if (blockIdx.z == 0 && !a.states_adjoint_only) hopper_chunk_states_body<T, false>(a);
+  // (with Args::dq_inter one z-slice, the reverse recurrence: dq's inter-chunk term comes from inter_chunk_grads.cuh)
+  if (blockIdx.z == 0 && !a.dq_inter) hopper_chunk_states_body<T, false>(a);
   else hopper_chunk_states_body<T, true>(a);
 #endif
 }

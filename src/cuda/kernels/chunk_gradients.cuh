@@ -116,8 +116,9 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
                                                                  min(kGradSlice, a.Dv - v0), tid);
   };
   // dq's and dk's inter-chunk terms: from hopper/inter_chunk_grads.cuh where it ran (Args::dq_inter, dk_inter: no C^
-  // slices, dC^ slices for dv only), else from the state slices. Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk term, and the recurrences do not store that
-  // slot (Args::skip_state0), so its slices are neither loaded nor multiplied.
+  // slices, dC^ slices for dv only), else from the state slices. Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk
+  // term, and the recurrences do not store that slot (Args::skip_state0), so its slices are neither loaded nor
+  // multiplied.
   const bool dq_states = !a.dq_inter && !(c == 0 && a.skip_state0);
   // Likewise without dc_last, dC^_NC = 0 (Args::skip_dstate_last): the last chunk has no dk / dv inter-chunk terms.
   const bool dkdv_inter = !(c == a.NC - 1 && a.skip_dstate_last);
@@ -289,7 +290,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   for (int j = 0; dq_states && j < nvs; ++j) {
     next_slice(j);
     state_product(j, sDH + j * kGradSlice, kLdV);
-    state_product_done();  // before the next slice's split overwrites the parts
+    state_product_done();  // before slice j + 2 is copied into this stage
   }
   // Without the inter-chunk loop, no next_slice barrier has published P, dS and A's sums yet (racecheck found dq's
   // dS K reading dS before every warp had written it).
