@@ -120,10 +120,18 @@ python_tests() {
     run python3 -m venv "$venv" || die "could not create $venv"
   fi
   local py="$venv/bin/python"
+  # PyPI's Linux torch brings its CUDA libraries: ~6 GB installed. Say so up front instead of failing halfway with
+  # pip's "No space left on device" (CI saw that once on a nearly full disk); --no-cache-dir keeps pip from holding a
+  # second copy of the wheels.
+  local free_kb
+  free_kb="$(df -Pk "$TFLA_ROOT/build" 2>/dev/null | awk 'NR == 2 {print $4}')"
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt $((8 * 1024 * 1024)) ]; then
+    say "warning: $((free_kb / 1024)) MB free under $TFLA_ROOT/build; the Python test environment needs ~7 GB (torch with its CUDA libraries)"
+  fi
   say "installing the Python test environment into build/python-venv (torch from PyPI)"
-  run "$py" -m pip install -q --disable-pip-version-check "${TFLA_PY_TORCH:-torch==2.15.0}" numpy pytest einops \
+  run "$py" -m pip install -q --disable-pip-version-check --no-cache-dir "${TFLA_PY_TORCH:-torch==2.15.0}" numpy pytest einops \
     matplotlib "${TFLA_PY_TRANSFORMERS:-transformers==5.24.0}"
-  run "$py" -m pip install -q --disable-pip-version-check --no-deps mlstm_kernels==2.0.6 xlstm==2.0.6
+  run "$py" -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps mlstm_kernels==2.0.6 xlstm==2.0.6
   say "building and installing the tfla Python package (CPU only): pip install ."
   run env TFLA_CUDA=OFF "$py" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$TFLA_ROOT"
   say "running the Python tests: pytest python/tests"
