@@ -3,8 +3,10 @@
 # the fp64 references, compute-sanitizer (memcheck, racecheck) on small cases, and the benchmark against
 # the Triton reference (if its wheels are in .peers/); print a short summary table last.
 # Results land in $OUT (the device tool's output folder) or ./gpu-out.
-#   usage: bash scripts/gpu_check.sh [all | test | bench | profile | deep ...]   (default all = test bench profile;
-#          deep = ncu --set full of the backward's two big kernels, not part of all)
+#   usage: bash scripts/gpu_check.sh [all | test | grid | bench | profile | deep ...]   (default all = test bench
+#          profile; deep = ncu --set full of the backward's two big kernels, not part of all; grid = the part of test
+#          for a short device budget: hw-layer tests, the whole grid, its L = 64 cases with both inter-chunk kernels
+#          forced, memcheck)
 #   TFLA_BENCH_CHUNKS  chunk sizes tfla is timed at (default "64 128")
 #   TFLA_BENCH_PATHS   "auto separate" (default): tfla as dispatched, and forced onto another path side by side:
 #                      materialized = the materialized forward (TFLA_CUDA_FORWARD=materialized), portable-walk = the
@@ -12,7 +14,9 @@
 #                      per-role backward kernels (TFLA_CUDA_BACKWARD=separate), portable-states = the backward's state
 #                      recurrences on mma.sync instead of wgmma (TFLA_CUDA_STATES=portable), inter-states = dq's and dk's
 #                      inter-chunk terms from stored states instead of inter_chunk_grads.cuh (TFLA_CUDA_INTER=states),
-#                      inter-dq / inter-both = only dq's / both from there (TFLA_CUDA_INTER=dq / inter); src/cuda/dispatch.cu
+#                      inter-dq / inter-both = only dq's / both from there (TFLA_CUDA_INTER=dq / inter), prefetch-N =
+#                      chunk_gradients' L2 prefetch N blocks ahead instead of one wave (TFLA_CUDA_PREFETCH=N, 0 = off);
+#                      src/cuda/dispatch.cu
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=" ${*:-all} "
@@ -41,7 +45,7 @@ if ! { cmake --preset cuda-h100 -DTFLA_BUILD_TESTS=ON >"$OUT/build.log" 2>&1 &&
 fi
 echo "built in $(( $(date +%s) - t0 )) s"
 
-if want test; then
+if want test || want grid; then
   echo "== hardware-layer tests"
   "$BUILD/tests/tfla_test_hw" --gtest_brief=1 --gtest_output=json:"$OUT/test_hw.json" 2>&1 | tail -5
   summary+=("hw-layer tests: $(python3 -c "import json;d=json.load(open('$OUT/test_hw.json'));print(d['tests']-d['failures'],'passed,',d['failures'],'failed')" 2>/dev/null || echo 'no result')")
@@ -52,6 +56,8 @@ if want test; then
   grep -E "Failure|FAILED|error|Expected|Which is|actual|max\|" "$OUT/test_cuda.log" | head -60
   echo "grid: $res in $(( $(date +%s) - t0 )) s"
   summary+=("GPU grid vs fp64 reference: $res")
+fi
+if want test; then
   # At L = 64 (16-bit, Dk <= 128) the forward runs the wgmma walk on sm_90, and every 16-bit backward the wgmma state
   # recurrences; the L = 64 cases again on the mma.sync walk and recurrences, which other GPUs (and
   # TFLA_CUDA_FORWARD=portable-walk, TFLA_CUDA_STATES=portable) run.
@@ -62,26 +68,31 @@ if want test; then
   grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_portable_walk.log" | head -30
   echo "grid, L = 64 cases on the portable walk and recurrences (scan rounds of 3): $res in $(( $(date +%s) - t0 )) s"
   summary+=("GPU grid, L = 64 cases on the portable walk and recurrences (scan rounds of 3): $res")
-
+fi
+if want test || want grid; then
   # the inter-chunk dq and dk terms from hopper/inter_chunk_grads.cuh run by default only where B*H x Dk tiles fill half the SMs
-  # (one grid case); here the L = 64 cases again with it forced wherever its limits hold
+  # (one grid case); here the L = 64 cases again with it forced wherever its limits hold, and chunk_gradients' L2
+  # prefetch of the next block (TFLA_CUDA_PREFETCH=1: by default it reaches one wave ahead, which few grid cases have)
   t0=$(date +%s)
-  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_INTER=inter grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_inter_grads")
+  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_INTER=inter TFLA_CUDA_PREFETCH=1 grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_inter_grads")
   grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_inter_grads.log" | head -30
-  echo "grid, L = 64 cases with the inter-chunk gradient kernels: $res in $(( $(date +%s) - t0 )) s"
-  summary+=("GPU grid, L = 64 cases with the inter-chunk gradient kernels (TFLA_CUDA_INTER=inter): $res")
-
+  echo "grid, L = 64 cases with the inter-chunk gradient kernels, prefetch of the next block: $res in $(( $(date +%s) - t0 )) s"
+  summary+=("GPU grid, L = 64 cases with the inter-chunk gradient kernels (TFLA_CUDA_INTER=inter), prefetch of the next block (TFLA_CUDA_PREFETCH=1): $res")
+fi
+if want test; then
   t0=$(date +%s)
   res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_INTER=dq grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_inter_dq")
   grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_inter_dq.log" | head -30
   echo "grid, L = 64 cases with the inter-chunk dq kernel and the reverse recurrence: $res in $(( $(date +%s) - t0 )) s"
   summary+=("GPU grid, L = 64 cases with the inter-chunk dq kernel and the reverse recurrence (TFLA_CUDA_INTER=dq): $res")
-
+fi
+if want test || want grid; then
   echo "== compute-sanitizer"
-  small='*Grid*B3H5S100K64V64*:CudaBackend.RejectsWhatItCannotRun'
-  for tool in memcheck racecheck; do
-    # (with the inter-chunk gradient kernels forced: its case runs them and chunk_gradients' path that reads them)
-    TFLA_CUDA_INTER=inter compute-sanitizer --tool $tool --error-exitcode 99 "$BUILD/tests/tfla_test_cuda" --gtest_brief=1 \
+  tools="memcheck racecheck"; want test || tools=memcheck
+  for tool in $tools; do
+    # (with the inter-chunk gradient kernels forced: its case runs them and chunk_gradients' path that reads them; and
+    # chunk_gradients' L2 prefetch of the next block)
+    TFLA_CUDA_INTER=inter TFLA_CUDA_PREFETCH=1 compute-sanitizer --tool $tool --error-exitcode 99 "$BUILD/tests/tfla_test_cuda" --gtest_brief=1 \
       --gtest_filter="*Grid*exp_B3H5S100K64V64*" >"$OUT/sanitizer_$tool.log" 2>&1
     rc=$?
     tail -3 "$OUT/sanitizer_$tool.log"
@@ -103,7 +114,8 @@ if want bench; then
           bp=""; [ "$path" = separate ] && bp=separate
           sp=""; [ "$path" = portable-states ] && sp=portable
           dq=""; [ "$path" = inter-states ] && dq=states; [ "$path" = inter-dq ] && dq=dq; [ "$path" = inter-both ] && dq=inter
-          TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp TFLA_CUDA_STATES=$sp TFLA_CUDA_INTER=$dq "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
+          pf=""; [[ "$path" == prefetch-* ]] && pf=${path#prefetch-}
+          TFLA_CUDA_PREFETCH=$pf TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp TFLA_CUDA_STATES=$sp TFLA_CUDA_INTER=$dq "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
             --dv 256 --chunk $L --dtype bf16 --reps 30 --warmup 5 $check --json --no-header 2>>"$OUT/bench.err" |
             tee -a "$OUT/bench.jsonl"
         done
