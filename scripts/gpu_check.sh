@@ -14,9 +14,7 @@
 #                      per-role backward kernels (TFLA_CUDA_BACKWARD=separate), portable-states = the backward's state
 #                      recurrences on mma.sync instead of wgmma (TFLA_CUDA_STATES=portable), inter-states = dq's and dk's
 #                      inter-chunk terms from stored states instead of inter_chunk_grads.cuh (TFLA_CUDA_INTER=states),
-#                      inter-dq / inter-both = only dq's / both from there (TFLA_CUDA_INTER=dq / inter), prefetch-N =
-#                      chunk_gradients' L2 prefetch N blocks ahead instead of one wave (TFLA_CUDA_PREFETCH=N, 0 = off);
-#                      src/cuda/dispatch.cu
+#                      inter-dq / inter-both = only dq's / both from there (TFLA_CUDA_INTER=dq / inter); src/cuda/dispatch.cu
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=" ${*:-all} "
@@ -71,13 +69,12 @@ if want test; then
 fi
 if want test || want grid; then
   # the inter-chunk dq and dk terms from hopper/inter_chunk_grads.cuh run by default only where B*H x Dk tiles fill half the SMs
-  # (one grid case); here the L = 64 cases again with it forced wherever its limits hold, and chunk_gradients' L2
-  # prefetch of the next block (TFLA_CUDA_PREFETCH=1: by default it reaches one wave ahead, which few grid cases have)
+  # (one grid case); here the L = 64 cases again with it forced wherever its limits hold
   t0=$(date +%s)
-  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_INTER=inter TFLA_CUDA_PREFETCH=1 grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_inter_grads")
+  res=$(GTEST_FILTER='*Grid*_L64_*' TFLA_CUDA_INTER=inter grid_shards "$BUILD/tests/tfla_test_cuda" "$OUT/test_cuda_inter_grads")
   grep -E "Failure|FAILED|Expected|Which is|max\|" "$OUT/test_cuda_inter_grads.log" | head -30
-  echo "grid, L = 64 cases with the inter-chunk gradient kernels, prefetch of the next block: $res in $(( $(date +%s) - t0 )) s"
-  summary+=("GPU grid, L = 64 cases with the inter-chunk gradient kernels (TFLA_CUDA_INTER=inter), prefetch of the next block (TFLA_CUDA_PREFETCH=1): $res")
+  echo "grid, L = 64 cases with the inter-chunk gradient kernels: $res in $(( $(date +%s) - t0 )) s"
+  summary+=("GPU grid, L = 64 cases with the inter-chunk gradient kernels (TFLA_CUDA_INTER=inter): $res")
 fi
 if want test; then
   t0=$(date +%s)
@@ -90,9 +87,8 @@ if want test || want grid; then
   echo "== compute-sanitizer"
   tools="memcheck racecheck"; want test || tools=memcheck
   for tool in $tools; do
-    # (with the inter-chunk gradient kernels forced: its case runs them and chunk_gradients' path that reads them; and
-    # chunk_gradients' L2 prefetch of the next block)
-    TFLA_CUDA_INTER=inter TFLA_CUDA_PREFETCH=1 compute-sanitizer --tool $tool --error-exitcode 99 "$BUILD/tests/tfla_test_cuda" --gtest_brief=1 \
+    # (with the inter-chunk gradient kernels forced: its case runs them and chunk_gradients' path that reads them)
+    TFLA_CUDA_INTER=inter compute-sanitizer --tool $tool --error-exitcode 99 "$BUILD/tests/tfla_test_cuda" --gtest_brief=1 \
       --gtest_filter="*Grid*exp_B3H5S100K64V64*" >"$OUT/sanitizer_$tool.log" 2>&1
     rc=$?
     tail -3 "$OUT/sanitizer_$tool.log"
@@ -114,8 +110,7 @@ if want bench; then
           bp=""; [ "$path" = separate ] && bp=separate
           sp=""; [ "$path" = portable-states ] && sp=portable
           dq=""; [ "$path" = inter-states ] && dq=states; [ "$path" = inter-dq ] && dq=dq; [ "$path" = inter-both ] && dq=inter
-          pf=""; [[ "$path" == prefetch-* ]] && pf=${path#prefetch-}
-          TFLA_CUDA_PREFETCH=$pf TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp TFLA_CUDA_STATES=$sp TFLA_CUDA_INTER=$dq "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
+          TFLA_CUDA_FORWARD=$fp TFLA_CUDA_BACKWARD=$bp TFLA_CUDA_STATES=$sp TFLA_CUDA_INTER=$dq "$BUILD/tools/tfla-bench" --device cuda --variant $v -B $B -H 16 -S $S --dk 128 \
             --dv 256 --chunk $L --dtype bf16 --reps 30 --warmup 5 $check --json --no-header 2>>"$OUT/bench.err" |
             tee -a "$OUT/bench.jsonl"
         done

@@ -1251,9 +1251,6 @@ int main(int argc, char** argv) {
       // TFLA_CUDA_INTER=states / inter: dq's and dk's inter-chunk terms from stored states / inter_chunk_grads.cuh
       const char* env_inter = std::getenv("TFLA_CUDA_INTER");
       if (env_inter && *env_inter) backward_path += std::string(" inter=") + env_inter;
-      // TFLA_CUDA_PREFETCH=N: chunk_gradients' L2 prefetch N blocks ahead (0 = off) instead of one wave
-      const char* env_prefetch = std::getenv("TFLA_CUDA_PREFETCH");
-      if (env_prefetch && *env_prefetch) backward_path += std::string(" prefetch=") + env_prefetch;
       std::string dn;
       for (char ch : device_desc) {
         if (ch == '"' || ch == '\\') dn += '\\';

@@ -72,9 +72,6 @@ struct Args {
   // reverse one (dk_inter: dcstates holds only part 0, for dv); null otherwise.
   float* dq_inter;
   float* dk_inter;
-  // chunk_gradients: each block asks L2 for the chunk of the block this many places later in launch order (one wave:
-  // the SMs; BackwardPlan::prefetch_blocks), 0 = none.
-  int prefetch_blocks;
 };
 
 // The per-head scans over chunk boundaries (gates.cuh): threads per block, chunks staged in shared memory per round.

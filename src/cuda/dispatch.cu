@@ -18,7 +18,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -62,7 +61,6 @@ struct BackwardPlan {
   bool hopper_states = false;  // the state recurrences on wgmma (hopper/chunk_states.cuh), else on mma.sync
   bool inter_dq = false;       // dq's / dk's inter-chunk term from hopper/inter_chunk_grads.cuh instead of stored
   bool inter_dk = false;       // states (the recompute / reverse recurrence then does not run)
-  int prefetch_blocks = 0;     // Args::prefetch_blocks of the fused chunk kernel
 };
 
 // How the forward runs on this device: the walk (output_walk.cuh: the state on chip, one pass) or the
@@ -156,12 +154,6 @@ BackwardPlan plan_backward(const tfla_mlstm_problem& p, int32_t dtype) {
                p.dim_qk <= kGradMaxDk && p.dim_v <= kGradMaxDv && runs_sm90a_kernel(dev, chunk_gradients_smem_bytes(2));
   plan.hopper_states =
       !env_forces("TFLA_CUDA_STATES", "portable") && runs_sm90a_kernel(dev, hopper_chunk_states_smem_bytes(2));
-  // The fused chunk kernel's L2 prefetch one wave ahead (one block per SM: its shared memory);
-  // TFLA_CUDA_PREFETCH=N sets N blocks ahead instead, 0 turns it off (side-by-side measurements).
-  if (plan.fused) {
-    plan.prefetch_blocks = dev.sms;
-    if (const char* e = std::getenv("TFLA_CUDA_PREFETCH"); e && *e) plan.prefetch_blocks = std::max(0, std::atoi(e));
-  }
   if (env_forces("TFLA_CUDA_INTER", "states") || !plan.fused || !plan.hopper_states || p.dim_v > kInterDqMaxDv ||
       !runs_sm90a_kernel(dev, hopper_inter_chunk_grads_smem_bytes(2)))
     return plan;
@@ -489,7 +481,6 @@ tfla_status bwd(const tfla_mlstm_bwd_params& p, void* workspace, size_t, void* s
   a.skip_state0 = fused && !p.c0.data;
   a.skip_dstate_last = fused && !p.dc_last.data && !p.dn_last.data;  // the slot's dn^_NC is skipped with it
   a.split_states = fused;
-  a.prefetch_blocks = plan.prefetch_blocks;
   const bool need_gates = p.digate.data || p.dfgate.data;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   TFLA_TRY(gates(fn, KernelId::kPrepareGatesBwd, p.igate.dtype, a, s));

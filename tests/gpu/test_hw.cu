@@ -4,15 +4,12 @@
 // fp32 FMA emulation, against a host GEMM; the register-side split of fp32 values into 3 parts (pack2_split); named barriers;
 // the Hopper layer (src/cuda/hw/wgmma.cuh, src/cuda/hopper/sw128.cuh): wgmma m64n64k16 with operands in the
 // 128-byte-swizzled layout, K-major and MN-major, A from shared memory and from registers (ldmatrix.trans); wgmma
-// m64n32k16 with A from registers and mma.sync B fragments from a swizzled tile (chunk_gradients); the bulk prefetch
-// into L2 (cp.async.bulk.prefetch).
+// m64n32k16 with A from registers and mma.sync B fragments from a swizzled tile (chunk_gradients).
 // SPDX-License-Identifier: Apache-2.0
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -439,60 +436,6 @@ TEST(HwLayer, NamedBarrierPairs) {
     for (int l = 0; l < 32; ++l) wrong += h[w * 32 + l] != 100 * (w ^ 4) + l;
   EXPECT_EQ(wrong, 0);
   cudaFree(d);
-}
-
-// cp.async.bulk.prefetch into L2 (hw::prefetch_l2_bulk, chunk_gradients' prefetch of a later block's chunk): one thread
-// walks a dependent chain of 256 loads 16 KB apart (ld.global.cg: L2, not L1) through a 4 MB buffer, timed with
-// clock64, after the L2 was flushed by a 256 MB memset; once plain, once with the buffer prefetched first (in 16 KB
-// pieces, then a ~100 us wait for them to land). From DRAM a load takes several hundred cycles more than from L2, so
-// a prefetch that brought nothing would leave the two walks equally slow.
-__global__ void chase_kernel(const int* buf, int bytes, int prefetch, long long* cycles, int* sink) {
-  if (prefetch) {
-    for (int off = 0; off < bytes; off += 16384) tc::hw::prefetch_l2_bulk(reinterpret_cast<const char*>(buf) + off, 16384);
-    const long long t0 = clock64();
-    while (clock64() - t0 < 200000) {
-    }
-  }
-  int i = 0;
-  const long long t0 = clock64();
-  for (int s = 0; s < 256; ++s) i = __ldcg(buf + i);
-  *cycles = clock64() - t0;
-  *sink = i;
-}
-
-TEST(HwLayer, BulkPrefetchIntoL2) {
-  if (!has_sm90()) GTEST_SKIP() << "cp.async.bulk.prefetch needs an sm_90 GPU";
-  constexpr int kBytes = 4 << 20, kStride = 16384 / sizeof(int), kSteps = kBytes / 16384;
-  std::vector<int> h(kBytes / sizeof(int), 0);
-  std::mt19937 rng(7);
-  std::vector<int> order(kSteps);
-  for (int k = 0; k < kSteps; ++k) order[k] = k;
-  std::shuffle(order.begin() + 1, order.end(), rng);  // a random cycle through the 256 lines, starting at 0
-  for (int k = 0; k < kSteps; ++k) h[order[k] * kStride] = order[(k + 1) % kSteps] * kStride;
-  int *buf, *sink;
-  long long* cyc;
-  void* flush;
-  ASSERT_EQ(cudaMalloc(&buf, kBytes), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&sink, sizeof(int)), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&cyc, sizeof(long long)), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&flush, 256 << 20), cudaSuccess);
-  cudaMemcpy(buf, h.data(), kBytes, cudaMemcpyHostToDevice);
-  long long best[2] = {0, 0};
-  for (int rep = 0; rep < 3; ++rep)
-    for (int pf = 0; pf < 2; ++pf) {
-      cudaMemset(flush, rep + pf, 256 << 20);
-      chase_kernel<<<1, 1>>>(buf, kBytes, pf, cyc, sink);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      long long c = 0;
-      cudaMemcpy(&c, cyc, sizeof(c), cudaMemcpyDeviceToHost);
-      best[pf] = rep == 0 ? c : std::min(best[pf], c);
-    }
-  int end = -1;
-  cudaMemcpy(&end, sink, sizeof(int), cudaMemcpyDeviceToHost);
-  EXPECT_EQ(end, 0);  // the chain came back to its start: the data read is the data written
-  std::printf("dependent loads: %.0f cycles each from DRAM, %.0f after the prefetch\n", best[0] / 256.0, best[1] / 256.0);
-  EXPECT_LT(best[1], best[0] * 3 / 4);
-  cudaFree(buf); cudaFree(sink); cudaFree(cyc); cudaFree(flush);
 }
 
 TEST(HwLayer, MmaBf16AllOrientations) { all_orientations<__nv_bfloat16>(); }

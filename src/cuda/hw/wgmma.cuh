@@ -57,16 +57,6 @@ __device__ __forceinline__ void fence_proxy_async_smem() {
 #endif
 }
 
-// PTX ISA, "Data Movement and Conversion Instructions: cp.async.bulk.prefetch" (sm_90): asks for `bytes` (a multiple
-// of 16) of global memory from `gmem` (16-byte aligned) to be brought into L2. A hint: nothing to wait for, no
-// memory changes, no register written. Below sm_90 it does nothing (the kernels that call it run on sm_90 only).
-__device__ __forceinline__ void prefetch_l2_bulk(const void* gmem, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(__cvta_generic_to_global(gmem)), "r"(bytes)
-               : "memory");
-#endif
-}
-
 // Keeps the compiler from moving accesses of an accumulator register across the asynchronous wgmma that owns it
 // (the register is read and written "here" as far as the compiler knows).
 template <int R>

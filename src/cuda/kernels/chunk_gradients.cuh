@@ -36,25 +36,6 @@
 
 namespace tfla::cuda {
 
-// Piece `piece` (16 KB) of [p, p + bytes) into L2 (hw::prefetch_l2_bulk), the range widened to 16-byte boundaries
-// (still inside the allocation: allocations start and end on 256-byte boundaries); false when there is no such
-// piece, so that a caller can step through several ranges with one piece index per thread.
-__device__ __forceinline__ bool prefetch_l2_piece(const void* p, int64_t bytes, int& piece) {
-  constexpr int64_t kPiece = 16 * 1024;
-  if (!p || bytes <= 0) return false;
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(p) & ~static_cast<uintptr_t>(15);
-  const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes) + 15) & ~static_cast<uintptr_t>(15);
-  const int64_t n = (static_cast<int64_t>(hi - lo) + kPiece - 1) / kPiece;
-  if (piece >= n) {
-    piece -= static_cast<int>(n);
-    return false;
-  }
-  const uintptr_t start = lo + static_cast<uintptr_t>(piece) * kPiece;
-  const uintptr_t left = hi - start;
-  hw::prefetch_l2_bulk(reinterpret_cast<const void*>(start), static_cast<uint32_t>(left < kPiece ? left : kPiece));
-  return true;
-}
-
 template <class T>
 __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a) {
 #if !TFLA_HAS_WGMMA
@@ -182,52 +163,6 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   }
   hw::cp_async_wait<0>();
   __syncthreads();
-
-  // ---- a later block's chunk into L2 ----------------------------------------------------------------
-  // One block per SM (203 KB of shared memory), and each loads its chunk (~230 KB with the state slices) with nothing
-  // of its own to overlap: reading 25% fewer bytes moved nothing (v8.3, bench/NOTES.md). Blocks start in launch order
-  // (chunks fastest), about one wave of Args::prefetch_blocks (= the SMs) at a time, so the block that many places
-  // later starts about one block-time from now, on whichever SM frees first: its inputs are asked into L2 here, under
-  // this block's products, and its loads then hit L2. Only addresses that block reads. Lane 0 of each warp issues
-  // (the bulk prefetch takes its operands from uniform registers: a per-thread address would make ptxas loop over
-  // the lanes).
-  if (a.prefetch_blocks > 0 && lane == 0) {
-    const int64_t later = static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x + a.prefetch_blocks;
-    if (later < static_cast<int64_t>(gridDim.x) * gridDim.y) {
-      const int pc = static_cast<int>(later % gridDim.x), pbh = static_cast<int>(later / gridDim.x);
-      const int pt0 = pc * kTile, pntok = min(kTile, a.S - pt0);
-      const int64_t pslot = static_cast<int64_t>(pbh) * (a.NC + 1) + pc;
-      const int64_t ptok = static_cast<int64_t>(pbh) * a.S + pt0;
-      const bool p_dq_states = !a.dq_inter && !(pc == 0 && a.skip_state0);
-      const bool p_dkdv = !(pc == a.NC - 1 && a.skip_dstate_last);
-      const int64_t part_bytes = state_elems * static_cast<int64_t>(sizeof(T));
-      // the chunk's rows of q, k, v, dh: one range where they are contiguous, else one per row
-      auto rows = [&](const tfla_tensor& t, int width, int& piece) {
-        const T* src = static_cast<const T*>(t.data) + off4(t, pbh / a.H, pbh % a.H, pt0, 0);
-        const int64_t row_bytes = static_cast<int64_t>(width) * sizeof(T);
-        if (t.stride[2] == width) return prefetch_l2_piece(src, pntok * row_bytes, piece);
-        if (piece >= pntok) {
-          piece -= pntok;
-          return false;
-        }
-        int first = 0;
-        return prefetch_l2_piece(src + piece * t.stride[2], row_bytes, first);
-      };
-      // 16 KB pieces over the ranges that block reads, warp w taking pieces w, w + 16, ..
-      for (int k = warp;; k += kGradThreads / 32) {
-        int piece = k;
-        const bool issued =
-            rows(a.q, a.Dk, piece) || rows(a.k, a.Dk, piece) || rows(a.v, a.Dv, piece) || rows(a.dh, a.Dv, piece) ||
-            (p_dkdv && prefetch_l2_piece(reinterpret_cast<const T*>(a.dcstates) + (pslot + 1) * kGradStateParts * state_elems,
-                                         (a.dk_inter ? 1 : kGradStateParts) * part_bytes, piece)) ||
-            (p_dq_states && prefetch_l2_piece(reinterpret_cast<const T*>(a.cstates) + pslot * kGradStateParts * state_elems,
-                                              kGradStateParts * part_bytes, piece)) ||
-            prefetch_l2_piece(a.dq_inter ? a.dq_inter + ptok * a.Dk : nullptr, int64_t{pntok} * a.Dk * 4, piece) ||
-            prefetch_l2_piece(a.dk_inter ? a.dk_inter + ptok * a.Dk : nullptr, int64_t{pntok} * a.Dk * 4, piece);
-        if (!issued) break;
-      }
-    }
-  }
 
   // ---- scores, once: rows tau = 16 rg.., columns sigma = kScoreCols cg.. ------------------------------
   {
