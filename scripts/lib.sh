@@ -126,7 +126,7 @@ python_tests() {
   local free_kb
   free_kb="$(df -Pk "$TFLA_ROOT/build" 2>/dev/null | awk 'NR == 2 {print $4}')"
   if [ -n "$free_kb" ] && [ "$free_kb" -lt $((8 * 1024 * 1024)) ]; then
-    say "warning: $((free_kb / 1024)) MB free under $TFLA_ROOT/build; the Python test environment needs ~7 GB (torch with its CUDA libraries)"
+    say "warning: $((free_kb / 1024)) MB free under $TFLA_ROOT/build; the Python test environment needs ~6 GB (torch with its CUDA libraries)"
   fi
   say "installing the Python test environment into build/python-venv (torch from PyPI)"
   run "$py" -m pip install -q --disable-pip-version-check --no-cache-dir "${TFLA_PY_TORCH:-torch==2.15.0}" numpy pytest einops \
