@@ -44,6 +44,17 @@ __device__ __forceinline__ float tile_weighted_column_sum(const unsigned char* t
   return x;
 }
 
+// The chunk's decay of a state tile held in registers (PANELS x 32 wgmma accumulators per thread) and of its n^ part:
+// d_c = e^{g_c + m^_c - m^_{c+1}} <= 1 (prepare_gates), for the recurrences here and hopper/inter_chunk_grads.cuh.
+template <int PANELS>
+__device__ __forceinline__ void decay_state(float (&st)[PANELS][32], float& n, float decay) {
+#pragma unroll
+  for (int q = 0; q < PANELS; ++q)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) st[q][i] *= decay;
+  n *= decay;
+}
+
 // The state update's A operand X^T diag(w) (X = K or Q, the swizzled token tile [token][dk]) for this warp's 16 rows
 // m0.. and the tile's 4 k-steps, in PARTS parts (ldmatrix.trans, weighted and split in registers).
 template <class T, int PARTS>
@@ -57,6 +68,31 @@ __device__ __forceinline__ void weighted_a_trans(FragA<T> (&fk)[kTile / 16][PART
   }
 }
 
+// The state update state += (X^T diag(w)) B of one 64-token tile, on wgmma: A = X^T weighted in registers in PARTS
+// parts (weighted_a_trans, this warp's 16 rows m0..), B = panels panel0.. of the swizzled tile at b_addr (MN-major),
+// all 4 k-steps in one group; returns with the products done. For the recurrences here and
+// hopper/inter_chunk_grads.cuh.
+template <class T, int PARTS, int PANELS>
+__device__ __forceinline__ void weighted_state_update(float (&st)[PANELS][32], const unsigned char* x_tile,
+                                                      const float* w, int m0, uint32_t b_addr, int panel0) {
+  FragA<T> fk[kTile / 16][PARTS];
+  weighted_a_trans<T, PARTS>(fk, x_tile, w, m0);
+#pragma unroll
+  for (int q = 0; q < PANELS; ++q) hw::wgmma_fence_operands(st[q]);
+  hw::wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+    for (int p = 0; p < PARTS; ++p)
+#pragma unroll
+      for (int q = 0; q < PANELS; ++q)
+        hw::Wgmma<T, 64>::template rs<1>(st[q], fk[kk][p].r, desc_mn_major(b_addr, kTile, panel0 + q, 16 * kk), 1);
+  hw::wgmma_commit();
+  hw::wgmma_wait<0>();
+#pragma unroll
+  for (int q = 0; q < PANELS; ++q) hw::wgmma_fence_operands(st[q]);
+}
+
 template <class T, bool REVERSE>
 __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   // ---- configuration -------------------------------------------------------------------------------
@@ -65,7 +101,6 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
   constexpr int COLS = kHopperStatesCols, kPanels = COLS / 64;
   static_assert(COLS == 64 || COLS == 128, "one or two 64-column panels");
   constexpr int kBTileBytes = kTile * COLS * 2;  // [token][dv]: kPanels panels
-  using MMA = hw::Wgmma<T, 64>;
   extern __shared__ unsigned char smem_raw[];
   // 1024-byte alignment for the swizzle patterns (the allocation has 1024 bytes of slack for it)
   unsigned char* const smem = smem_raw + ((1024u - (hw::smem_addr(smem_raw) & 1023u)) & 1023u);
@@ -205,33 +240,11 @@ __device__ __forceinline__ void hopper_chunk_states_body(const Args& a) {
     hw::cp_async_commit();  // possibly empty: one group per tile
 
     const float* w = sW(s);
-    if (chunk_start) {
-      const float decay = w[kTile];  // e^{g_c + m^_c - m^_{c+1}} <= 1 (prepare_gates)
-#pragma unroll
-      for (int q = 0; q < kPanels; ++q)
-#pragma unroll
-        for (int i = 0; i < 32; ++i) st[q][i] *= decay;
-      n *= decay;
-    }
+    if (chunk_start) decay_state(st, n, w[kTile]);
     if (tracks_n) n += tile_weighted_column_sum<T>(sA(s), w, tid);
     // state (dk x dv) += (A^T diag(w)) (dk x tok) * B (tok x dv): A from registers, in kParts parts; B MN-major.
     // All 4 k-steps in one group: the 3 x 4 x 4 fragment registers fit beside the 64 of the state (no spill).
-    const uint32_t b_addr = hw::smem_addr(sB(s));
-    FragA<T> fk[kTile / 16][kParts];
-    weighted_a_trans<T, kParts>(fk, sA(s), w, 16 * wi);
-#pragma unroll
-    for (int q = 0; q < kPanels; ++q) hw::wgmma_fence_operands(st[q]);
-    hw::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk)
-#pragma unroll
-      for (int p = 0; p < kParts; ++p)
-#pragma unroll
-        for (int q = 0; q < kPanels; ++q) MMA::template rs<1>(st[q], fk[kk][p].r, desc_mn_major(b_addr, kTile, q, 16 * kk), 1);
-    hw::wgmma_commit();
-    hw::wgmma_wait<0>();
-#pragma unroll
-    for (int q = 0; q < kPanels; ++q) hw::wgmma_fence_operands(st[q]);
+    weighted_state_update<T, kParts>(st, sA(s), w, 16 * wi, hw::smem_addr(sB(s)), 0);
   }
   store_state(REVERSE ? 0 : a.NC);
 

@@ -30,7 +30,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include "cuda/args.cuh"
-#include "cuda/hopper/chunk_states.cuh"  // tile_weighted_column_sum, weighted_a_trans
+#include "cuda/hopper/chunk_states.cuh"  // decay_state, tile_weighted_column_sum, weighted_state_update
 #include "cuda/hopper/inter_chunk_grads_config.hpp"
 #include "cuda/hopper/sw128.cuh"
 #include "cuda/tiles.cuh"
@@ -202,30 +202,9 @@ __global__ void __launch_bounds__(kInterDqThreads, 1) hopper_inter_chunk_grads_k
     // ---- the state update: state *= decay; state += (A^T diag(w)) B (A = this warp's 16 Dk rows of K^T or Q^T,
     // weighted, in kStateParts parts; B = V or dH, this warpgroup's two panels, MN-major) ----------------------------
     const float* w = sW(s);
-    const float decay = w[kTile];  // e^{g_c + m^_c - m^_{c+1}} <= 1 (prepare_gates)
-#pragma unroll
-    for (int q = 0; q < 2; ++q)
-#pragma unroll
-      for (int i = 0; i < 32; ++i) st[q][i] *= decay;
-    n *= decay;
+    decay_state(st, n, w[kTile]);
     if (tracks_n) n += tile_weighted_column_sum<T>(sK(s), w, tid);
-    const uint32_t v_addr = hw::smem_addr(sV(s));
-    FragA<T> fk[kTile / 16][kParts];
-    weighted_a_trans<T, kParts>(fk, sK(s), w, 16 * wi);
-    hw::wgmma_fence_operands(st[0]);
-    hw::wgmma_fence_operands(st[1]);
-    hw::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk)
-#pragma unroll
-      for (int p = 0; p < kParts; ++p)
-#pragma unroll
-        for (int q = 0; q < 2; ++q)
-          MMA::template rs<1>(st[q], fk[kk][p].r, desc_mn_major(v_addr, kTile, 2 * wg + q, 16 * kk), 1);
-    hw::wgmma_commit();
-    hw::wgmma_wait<0>();
-    hw::wgmma_fence_operands(st[0]);
-    hw::wgmma_fence_operands(st[1]);
+    weighted_state_update<T, kParts>(st, sK(s), w, 16 * wi, hw::smem_addr(sV(s)), 2 * wg);
   }
 
   // ---- dk: dc0 and dn0 (the adjoint of the initial state) -----------------------------------------------------------
