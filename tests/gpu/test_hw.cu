@@ -329,9 +329,10 @@ TEST(HwLayer, WgmmaRegisterAFromTransposedTile) {
 
 // chunk_gradients' state products: D (64 x 32) = A (64 x 64, from registers: load_a of a padded [m][k] tile, the
 // kernel's dH / V) times B = rows 32..63 of a swizzled K-major [n][k] tile (wgmma m64n32k16, the descriptor's start
-// 32 rows in); and with mma.sync, D2 (64 x 64) = A times a swizzled [k][n] tile through load_b2_sw128.
+// 32 rows in); and with mma.sync, D2 (64 x 64) = A times a swizzled [k][n] tile through load_b2_sw128, and D3 (64 x 64)
+// = the swizzled tile read as A [m][k] through load_a_sw128 (chunk_gradients' dH) times the padded tile as B [k][n].
 template <class T>
-__global__ void wgmma_n32_kernel(const T* a, const T* b, float* d, float* d2) {
+__global__ void wgmma_n32_kernel(const T* a, const T* b, float* d, float* d2, float* d3) {
 #if TFLA_HAS_WGMMA
   __shared__ __align__(16) T sA[tc::kTile * tc::kLd];
   __shared__ __align__(1024) unsigned char sB[64 * 64 * 2];
@@ -365,6 +366,19 @@ __global__ void wgmma_n32_kernel(const T* a, const T* b, float* d, float* d2) {
     }
   for (int nt = 0; nt < 8; ++nt)
     for (int e = 0; e < 4; ++e) d2[tc::acc_row(warp, e) * 64 + tc::acc_col(nt, e)] = acc2[nt][e];
+  tc::zero(acc2);
+  for (int k = 0; k < 4; ++k) {
+    tc::FragA<T> x;
+    tc::load_a_sw128(x.r, sB, 64, 16 * warp, 16 * k);
+    for (int nt = 0; nt < 8; nt += 2) {
+      tc::FragB<T> b0, b1;
+      tc::load_b2<T, false>(b0, b1, sA, tc::kLd, 8 * nt, 16 * k);
+      tc::mma<T>(acc2[nt], x, b0);
+      tc::mma<T>(acc2[nt + 1], x, b1);
+    }
+  }
+  for (int nt = 0; nt < 8; ++nt)
+    for (int e = 0; e < 4; ++e) d3[tc::acc_row(warp, e) * 64 + tc::acc_col(nt, e)] = acc2[nt][e];
 #else
   __trap();
 #endif
@@ -379,21 +393,24 @@ void wgmma_n32_case() {
   draw(rng, n, ha, fa);
   draw(rng, n, hb, fb);
   T *da, *db;
-  float *dd, *dd2;
+  float *dd, *dd2, *dd3;
   ASSERT_EQ(cudaMalloc(&da, n * sizeof(T)), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&db, n * sizeof(T)), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&dd, 64 * 32 * sizeof(float)), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&dd2, n * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&dd3, n * sizeof(float)), cudaSuccess);
   cudaMemcpy(da, ha.data(), n * sizeof(T), cudaMemcpyHostToDevice);
   cudaMemcpy(db, hb.data(), n * sizeof(T), cudaMemcpyHostToDevice);
   cudaMemset(dd, 0xff, 64 * 32 * sizeof(float));
   cudaMemset(dd2, 0xff, n * sizeof(float));
-  wgmma_n32_kernel<T><<<1, 128>>>(da, db, dd, dd2);
+  cudaMemset(dd3, 0xff, n * sizeof(float));
+  wgmma_n32_kernel<T><<<1, 128>>>(da, db, dd, dd2, dd3);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<float> hd(64 * 32), hd2(n);
+  std::vector<float> hd(64 * 32), hd2(n), hd3(n);
   cudaMemcpy(hd.data(), dd, hd.size() * sizeof(float), cudaMemcpyDeviceToHost);
   cudaMemcpy(hd2.data(), dd2, hd2.size() * sizeof(float), cudaMemcpyDeviceToHost);
-  double worst = 0.0, worst2 = 0.0;
+  cudaMemcpy(hd3.data(), dd3, hd3.size() * sizeof(float), cudaMemcpyDeviceToHost);
+  double worst = 0.0, worst2 = 0.0, worst3 = 0.0;
   for (int m = 0; m < 64; ++m) {
     for (int c = 0; c < 32; ++c) {  // D = A B^T with B rows 32 + c (K-major [n][k])
       double ref = 0.0, mag = 0.0;
@@ -411,10 +428,19 @@ void wgmma_n32_case() {
       }
       worst2 = std::isnan(hd2[m * 64 + c]) ? INFINITY : std::fmax(worst2, std::fabs(hd2[m * 64 + c] - ref) / mag);
     }
+    for (int c = 0; c < 64; ++c) {  // D3 = B as [m][k] times A as [k][n]
+      double ref = 0.0, mag = 0.0;
+      for (int k = 0; k < 64; ++k) {
+        ref += static_cast<double>(fb[m * 64 + k]) * fa[k * 64 + c];
+        mag += std::fabs(static_cast<double>(fb[m * 64 + k]) * fa[k * 64 + c]);
+      }
+      worst3 = std::isnan(hd3[m * 64 + c]) ? INFINITY : std::fmax(worst3, std::fabs(hd3[m * 64 + c] - ref) / mag);
+    }
   }
   EXPECT_LE(worst, 2e-5);
   EXPECT_LE(worst2, 2e-5);
-  cudaFree(da); cudaFree(db); cudaFree(dd); cudaFree(dd2);
+  EXPECT_LE(worst3, 2e-5);
+  cudaFree(da); cudaFree(db); cudaFree(dd); cudaFree(dd2); cudaFree(dd3);
 }
 
 TEST(HwLayer, WgmmaN32RegisterAAndSwizzledBFragments) {

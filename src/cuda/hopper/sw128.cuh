@@ -95,6 +95,14 @@ __device__ __forceinline__ void load_a_trans_sw128(uint32_t (&a)[4], const unsig
   hw::ldmatrix_x4_trans(a, tile + sw128_offset(rows, r, c));
 }
 
+// The A fragment (mma.sync / wgmma register layout) of rows m0..m0 + 15 and K columns k0..k0 + 15 of a swizzled tile
+// [m][k] of `rows` rows (A K-major, e.g. A = dH [token][dv]): ldmatrix.x4, lane l addressing row m0 + l % 8 +
+// 8 ((l / 8) % 2) and the 8 columns k0 + 8 (l / 16).., as tiles.cuh's load_a<T, true>.
+__device__ __forceinline__ void load_a_sw128(uint32_t (&a)[4], const unsigned char* tile, int rows, int m0, int k0) {
+  const int l = threadIdx.x & 31;
+  hw::ldmatrix_x4(a, tile + sw128_offset(rows, m0 + (l & 7) + 8 * ((l >> 3) & 1), k0 + 8 * (l >> 4)));
+}
+
 // The mma.sync B fragments of two adjacent n-tiles, (k0, n0) and (k0, n0 + 8), from a swizzled tile [k][n] of `rows`
 // rows (n0 a multiple of 16, inside one panel): ldmatrix.x4.trans as tiles.cuh's load_b2<T, false>, lane l
 // addressing row k0 + l % 8 + 8 ((l / 8) % 2) and the 8 columns n0 + 8 (l / 16)..

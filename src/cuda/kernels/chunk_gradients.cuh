@@ -21,8 +21,8 @@
 //   wait for slice j (its stage) | barrier | queue slice j + 1's cp.async into the other stage | slice j's products
 // so each slice's load overlaps the previous slice's products.
 //
-// Warps: w = 0..15, row group rg = w % 4 (tokens 16 rg ..), column group cg = w / 4 (score columns 16 cg ..,
-// Dk columns 32 cg .. of dq / dk, 16 columns of each 64-wide dv slice).
+// Warps: w = 0..15, row group rg = w % 4 (tokens 16 rg ..), column group cg = w / 4 = warpgroup (score columns
+// 16 cg .., Dk columns 32 cg .. of dq / dk; dv's slice cg on wgmma, all 64 rows x 64 columns, by the warpgroup).
 // Limits (dispatch.cu runs the per-role kernels otherwise): 16-bit inputs, L = 64, Dk <= 128, Dv <= 256, and the
 // 203 KB of shared memory of chunk_gradients_config.hpp (sm_90).
 // SPDX-License-Identifier: Apache-2.0
@@ -47,20 +47,22 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   static_assert(kGradTile == kTile && kGradLdS == kLd, "the chunk is one of tiles.cuh's 64-token tiles");
   constexpr int kLdK = kGradLdK, kLdV = kGradLdV, kLdS = kGradLdS, CG = kGradColGroups;
   constexpr int kPartBytes = kGradMaxDk * kGradSlice * 2;  // one part of a state slice: [dk][dv - v0], swizzled
-  // Columns per warp: of the 64 score columns, of the 128 Dk columns (dq, dk), of a 64-wide dv slice.
-  constexpr int kScoreCols = kTile / CG, kDkCols = kGradMaxDk / CG, kDvCols = kGradSlice / CG;
-  constexpr int NS = kScoreCols / 8, NK = kDkCols / 8, NV = kDvCols / 8;
+  // Columns per warp: of the 64 score columns, of the 128 Dk columns (dq, dk).
+  constexpr int kScoreCols = kTile / CG, kDkCols = kGradMaxDk / CG;
+  constexpr int NS = kScoreCols / 8, NK = kDkCols / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   // The state slices' parts first, 1024-byte aligned (the allocation has the slack): per stage kGradStateParts tiles
   // [dk][64] of T in the 128-byte swizzle (hopper/sw128.cuh), copied there from the recurrences' split states, read
-  // by wgmma (K-major: dq's and dk's C^T / dC^T) and by ldmatrix (dv's dC).
+  // by wgmma (K-major: dq's and dk's C^T / dC^T; MN-major: dv's dC).
   unsigned char* const sCp = smem_raw + ((1024u - (hw::smem_addr(smem_raw) & 1023u)) & 1023u);
   auto part = [&](int j, int p) { return sCp + ((j & 1) * kGradStateParts + p) * kPartBytes; };  // slice j's part p
-  T* const sQ = reinterpret_cast<T*>(sCp + kGradSliceStages * kGradStateParts * kPartBytes);  // [token][dk]
+  // dH [token][dv] in the 128-byte swizzle (panels of 64 Dv columns, 1024-byte aligned): the MN-major B operand of
+  // dv's P^T dH on wgmma, and the A operand of S_dv = dH V^T and dq's state product by ldmatrix.
+  unsigned char* const sDH = sCp + kGradSliceStages * kGradStateParts * kPartBytes;
+  T* const sQ = reinterpret_cast<T*>(sDH + kTile * kGradMaxDv * sizeof(T));  // [token][dk]
   T* const sK = sQ + kTile * kLdK;                // [token][dk]
   T* const sV = sK + kTile * kLdK;                // [token][dv]
-  T* const sDH = sV + kTile * kLdV;               // [token][dv]
-  T* const sP = sDH + kTile * kLdV;               // P [tau][sigma]
+  T* const sP = sV + kTile * kLdV;                // P [tau][sigma]
   T* const sDS = sP + kTile * kLdS;               // dS [tau][sigma], 2 parts (hi at sDS, lo at sDS + kTile * kLdS)
   float* const sB = reinterpret_cast<float*>(sDS + 2 * kTile * kLdS);  // per token: b, iota, m, 1 / (den + eps)
   float* const sIota = sB + kTile;
@@ -99,7 +101,8 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     rows(a.q, sQ, kLdK, a.Dk);
     rows(a.k, sK, kLdK, a.Dk);
     rows(a.v, sV, kLdV, a.Dv);
-    rows(a.dh, sDH, kLdV, a.Dv);
+    load_tile_sw128<T, kTile, kGradMaxDv, kGradThreads>(sDH, static_cast<const T*>(a.dh.data) + off4(a.dh, b, h, t0, 0),
+                                                        a.dh.stride[2], ntok, a.Dv, tid);
   }
   // Slice j < nvs: columns 64 j.. of C^_c; j >= nvs: columns 64 (j - nvs).. of dC^_{c+1}; its parts straight into
   // stage j % 2 (rows >= Dk and columns >= Dv as zeros). v6 streamed fp32 slices through one staging buffer and split
@@ -107,14 +110,23 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   auto issue_slice = [&](int j) {
     const int v0 = (j < nvs ? j : j - nvs) * kGradSlice;
     const T* src = (j < nvs ? cst : dcst) + v0;
-    // (with Args::dk_inter the dC^ slices feed dv's 1-part product only: inter_chunk_grads.cuh stores part 0 alone)
-    const int nparts = (j >= nvs && a.dk_inter) ? 1 : kGradStateParts;
 #pragma unroll
     for (int p = 0; p < kGradStateParts; ++p)
-      if (p < nparts)
-        load_tile_sw128<T, kGradMaxDk, kGradSlice, kGradThreads>(part(j, p), src + p * state_elems, a.Dv, a.Dk,
-                                                                 min(kGradSlice, a.Dv - v0), tid);
+      load_tile_sw128<T, kGradMaxDk, kGradSlice, kGradThreads>(part(j, p), src + p * state_elems, a.Dv, a.Dk,
+                                                               min(kGradSlice, a.Dv - v0), tid);
   };
+  // With Args::dk_inter the dC^ slices feed dv's 1-part product only (inter_chunk_grads.cuh stores part 0 alone): all
+  // of them at once, slice j in the stage area's j-th part-sized buffer, so that the warpgroups form their dv slices
+  // side by side after one barrier (one slice per barrier left three warpgroups waiting for the fourth's dv: +0.06 ms
+  // of fwbw at S = 16,384, bench/NOTES.md v10).
+  auto dv_part = [&](int j) { return a.dk_inter ? sCp + j * kPartBytes : part(nvs + j, 0); };
+  auto issue_dv_parts = [&]() {
+#pragma unroll 1
+    for (int j = 0; j < nvs; ++j)
+      load_tile_sw128<T, kGradMaxDk, kGradSlice, kGradThreads>(dv_part(j), dcst + j * kGradSlice, a.Dv, a.Dk,
+                                                               min(kGradSlice, a.Dv - j * kGradSlice), tid);
+  };
+  static_assert(kGradSliceStages * kGradStateParts * kGradSlice >= kGradMaxDv, "one buffer per dv slice");
   // dq's and dk's inter-chunk terms: from hopper/inter_chunk_grads.cuh where it ran (Args::dq_inter, dk_inter: no C^
   // slices, dC^ slices for dv only), else from the state slices. Without c0, C^_0 = 0: chunk 0 has no dq inter-chunk
   // term, and the recurrences do not store that slot (Args::skip_state0), so its slices are neither loaded nor
@@ -122,8 +134,10 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   const bool dq_states = !a.dq_inter && !(c == 0 && a.skip_state0);
   // Likewise without dc_last, dC^_NC = 0 (Args::skip_dstate_last): the last chunk has no dk / dv inter-chunk terms.
   const bool dkdv_inter = !(c == a.NC - 1 && a.skip_dstate_last);
-  const int last_slice = dkdv_inter ? 2 * nvs : nvs;  // slices j < last_slice are loaded
-  if (dq_states || dkdv_inter) issue_slice(dq_states ? 0 : nvs);
+  const bool dv_parts = dkdv_inter && a.dk_inter;  // the 1-part dC^ slices, all at once (issue_dv_parts)
+  const int last_slice = (dkdv_inter && !a.dk_inter) ? 2 * nvs : nvs;  // streamed slices j < last_slice
+  if (dq_states || (dkdv_inter && !a.dk_inter)) issue_slice(dq_states ? 0 : nvs);
+  if (!dq_states && dv_parts) issue_dv_parts();
   // the inter-chunk terms' fp32 values at this warp's accumulator positions (zero without them), loaded now, used
   // after the scores
   auto load_inter = [&](const float* terms, float (&dst)[NK][4]) {
@@ -170,7 +184,17 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     zero(sqk);
     zero(sdv);
     gemm_parts<T, true, true, NS, 1, 1>(sqk, sQ, 0, kLdK, 16 * rg, sK + kScoreCols * cg * kLdK, 0, kLdK, dk16, kScoreCols);
-    gemm_parts<T, true, true, NS, 1, 1>(sdv, sDH, 0, kLdV, 16 * rg, sV + kScoreCols * cg * kLdV, 0, kLdV, dv16, kScoreCols);
+    // S_dv = dH V^T: A = dH rows from the swizzled tile, B = V rows (gemm_parts' loop, A by load_a_sw128)
+#pragma unroll 1
+    for (int k0 = 0; k0 < dv16; k0 += 16) {
+      FragA<T> fa;
+      FragB<T> fb[NS];
+      load_a_sw128(fa.r, sDH, kTile, 16 * rg, k0);
+#pragma unroll
+      for (int nt = 0; nt < NS; nt += 2) load_b2<T, true>(fb[nt], fb[nt + 1], sV + kScoreCols * cg * kLdV, kLdV, nt * 8, k0);
+#pragma unroll
+      for (int nt = 0; nt < NS; ++nt) mma<T>(sdv[nt], fa, fb[nt]);
+    }
     float row_a[2] = {0.f, 0.f}, col_a[NS][2];
 #pragma unroll
     for (int nt = 0; nt < NS; ++nt) {
@@ -214,6 +238,9 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
         if (lane < 4) sColA[rg * kTile + kScoreCols * cg + acc_col(nt, j)] = s;
       }
   }
+  // P's shared stores (generic proxy) are read by dv's wgmma (async proxy): each thread fences its own, the next
+  // barrier publishes them (PTX ISA, "Memory Consistency Model": proxies).
+  hw::fence_proxy_async_smem();
 
   // ---- state slices: wait for slice j, queue slice j + 1 into the other stage ----------------------------
   auto next_slice = [&](int j) {
@@ -252,10 +279,17 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   // mma and most of its fragment loads here (bench/NOTES.md v4, v6).
   static_assert(kDkCols == 32 && NK == 4, "one m64n32 accumulator per warpgroup");
   float (&acc_wg)[16] = reinterpret_cast<float (&)[16]>(acc);
-  auto state_product = [&](int j, const T* sRowsSlice, int ld) {
+  // (A: dH's slice j - for dq - from the swizzled tile, or V's - for dk - from the padded rows)
+  auto state_product = [&](int j, bool a_is_dh) {
     FragA<T> fa[kGradSlice / 16];
+    const int v0 = (j < nvs ? j : j - nvs) * kGradSlice;
 #pragma unroll
-    for (int k = 0; k < kGradSlice / 16; ++k) load_a<T, true>(fa[k], sRowsSlice, ld, 16 * rg, 16 * k);
+    for (int k = 0; k < kGradSlice / 16; ++k) {
+      if (a_is_dh)
+        load_a_sw128(fa[k].r, sDH, kTile, 16 * rg, v0 + 16 * k);
+      else
+        load_a<T, true>(fa[k], sV + v0, kLdV, 16 * rg, 16 * k);
+    }
     hw::wgmma_fence_operands(acc_wg);
     hw::wgmma_fence();
 #pragma unroll
@@ -289,7 +323,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     for (int e = 0; e < 4; ++e) acc[nt][e] = dq_in[nt][e];
   for (int j = 0; dq_states && j < nvs; ++j) {
     next_slice(j);
-    state_product(j, sDH + j * kGradSlice, kLdV);
+    state_product(j, true);
     state_product_done();  // before slice j + 2 is copied into this stage
   }
   // Without the inter-chunk loop, no next_slice barrier has published P, dS and A's sums yet (racecheck found dq's
@@ -302,31 +336,47 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     for (int e = 0; e < 4; ++e) acc[nt][e] *= sSq[acc_row(rg, e)];
   finish_rows(std::true_type{}, sQ, sDotQ, sK, a.dq);
 
-  // dk's inter-chunk term V dC^T and dv (64 columns per slice), slice by slice
-  // dv's intra-chunk term P^T dH of slice j (added to its inter-chunk term in dv), and the store
-  auto finish_dv = [&](int j, float (&dv)[NV][4]) {
-    const int v0 = j * kGradSlice, dv_live = a.Dv - v0 - kDvCols * cg;
-    gemm_parts<T, false, false, NV, 1, 1>(dv, sP, 0, kLdS, 16 * rg, sDH + v0 + kDvCols * cg, 0, kLdV, kTile, dv_live);
-    if (a.dv.data)
-      store_acc<T, NV>(static_cast<T*>(a.dv.data) + off4(a.dv, b, h, t0, v0 + kDvCols * cg), a.dv.stride[2], dv, rg,
-                       ntok, min(kDvCols, dv_live), nullptr);
-  };
-  // dv's inter-chunk term of slice j, row-scaled: K dC (1 part: chunk_tiles' kDv passes the rule with 1), over Dk, B
-  // from part 0 (mma.sync, ldmatrix.trans)
-  auto dv_inter = [&](int j, float (&dv)[NV][4]) {
-    static_assert(NV == 2, "one paired B load per k-step");
-    for (int k0 = 0; k0 < dk16; k0 += 16) {
-      FragA<T> fa;
-      FragB<T> b0, b1;
-      load_a<T, true>(fa, sK, kLdK, 16 * rg, k0);
-      load_b2_sw128(b0.r, b1.r, part(nvs + j, 0), kGradMaxDk, k0, kDvCols * cg);
-      mma<T>(dv[0], fa, b0);
-      mma<T>(dv[1], fa, b1);
+  // dk's inter-chunk term V dC^T (all warpgroups, slice by slice) and dv, 64 columns per slice, on wgmma by warpgroup
+  // j % 4 (Dv <= 256: one slice each):
+  //   dv_j = diag(e^{a - m^_{c+1}}) K dC_j (1 part: chunk_tiles' kDv passes the rule with 1)  +  P^T dH_j
+  // K dC_j: A = K rows (ldmatrix, padded), B = part 0 of the slice [dk][64] (MN-major); P^T dH_j: A = P^T
+  // (ldmatrix.trans, padded), B = dH's panel j (MN-major). v8's form ran both on mma.sync in every warp, 16 x 16 per
+  // warp, with an ldmatrix per mma: ~16% of chunk_gradients' stall samples (ncu source counters,
+  // bench/results/2026-11-26-h100-v8/v8.1; bench/NOTES.md v10).
+  float dv_acc[32];  // m64n64: rows 16 rg.., the slice's 64 columns in 8 n-tiles (the layout of float[8][4])
+  auto dv_slice = [&](int j, bool inter) {
+    if (inter) {
+      FragA<T> fk[kGradMaxDk / 16];
+#pragma unroll
+      for (int k = 0; k < kGradMaxDk / 16; ++k) load_a<T, true>(fk[k], sK, kLdK, 16 * rg, 16 * k);
+      hw::wgmma_fence_operands(dv_acc);
+      hw::wgmma_fence();
+#pragma unroll
+      for (int k = 0; k < kGradMaxDk / 16; ++k)  // (K's columns >= Dk and the part's rows >= Dk are zeros)
+        hw::Wgmma<T, 64>::template rs<1>(
+            dv_acc, fk[k].r, desc_mn_major(hw::smem_addr(dv_part(j)), kGradMaxDk, 0, 16 * k), k > 0 ? 1 : 0);
+      hw::wgmma_commit();
+      hw::wgmma_wait<0>();
+      hw::wgmma_fence_operands(dv_acc);
+#pragma unroll
+      for (int i = 0; i < 32; ++i) dv_acc[i] *= sSk[acc_row(rg, i & 3)];
     }
+    FragA<T> fp[kTile / 16];
 #pragma unroll
-    for (int nt = 0; nt < NV; ++nt)
+    for (int k = 0; k < kTile / 16; ++k) load_a<T, false>(fp[k], sP, kLdS, 16 * rg, 16 * k);
+    hw::wgmma_fence_operands(dv_acc);
+    hw::wgmma_fence();
 #pragma unroll
-      for (int e = 0; e < 4; ++e) dv[nt][e] *= sSk[acc_row(rg, e)];
+    for (int k = 0; k < kTile / 16; ++k)
+      hw::Wgmma<T, 64>::template rs<1>(dv_acc, fp[k].r, desc_mn_major(hw::smem_addr(sDH), kTile, j, 16 * k),
+                                       (inter || k > 0) ? 1 : 0);
+    hw::wgmma_commit();
+    hw::wgmma_wait<0>();
+    hw::wgmma_fence_operands(dv_acc);
+    const int v0 = j * kGradSlice;
+    if (a.dv.data)
+      store_acc<T, 8>(static_cast<T*>(a.dv.data) + off4(a.dv, b, h, t0, v0), a.dv.stride[2],
+                      reinterpret_cast<const float (&)[8][4]>(dv_acc), rg, ntok, min(kGradSlice, a.Dv - v0), nullptr);
   };
 #pragma unroll
   for (int nt = 0; nt < NK; ++nt)
@@ -335,25 +385,23 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   // (the conditions in the loop headers, as dq's: around the loop body, ptxas serialized every wgmma, C7518)
   for (int j = 0; dkdv_inter && !a.dk_inter && j < nvs; ++j) {
     next_slice(nvs + j);
-    state_product(nvs + j, sV + j * kGradSlice, kLdV);  // runs under dv's products below
-    float dv[NV][4];
-    zero(dv);
-    dv_inter(j, dv);
-    finish_dv(j, dv);
+    state_product(nvs + j, false);
     state_product_done();
+    if (cg == j) dv_slice(j, true);
   }
-  for (int j = 0; dkdv_inter && a.dk_inter && j < nvs; ++j) {  // dk's inter-chunk term came with dk_in
-    next_slice(nvs + j);
-    float dv[NV][4];
-    zero(dv);
-    dv_inter(j, dv);
-    finish_dv(j, dv);
+  if (dv_parts) {  // dk's inter-chunk term came with dk_in
+    if (dq_states) {  // the stage area is free once every warpgroup is through dq's slices
+      __syncthreads();
+      issue_dv_parts();
+      hw::cp_async_commit();
+    }
+    hw::cp_async_wait<0>();
+    hw::fence_proxy_async_smem();
+    __syncthreads();
+    if (cg < nvs) dv_slice(cg, true);
   }
-  for (int j = 0; !dkdv_inter && j < nvs; ++j) {  // the last chunk without dc_last: dv = P^T dH, no dk inter term
-    float dv[NV][4];
-    zero(dv);
-    finish_dv(j, dv);
-  }
+  // the last chunk without dc_last: dv = P^T dH, no dk inter term (P and dH were published by dq's barriers)
+  if (!dkdv_inter && cg < nvs) dv_slice(cg, false);
   // dk = scale ((row scale / scale) (inter + dn) + dS^T Q), as chunk_tiles' kDk
 #pragma unroll
   for (int nt = 0; nt < NK; ++nt)

@@ -27,12 +27,13 @@ constexpr int kGradSliceStages = 2;
 // the two inter-chunk dots; dn^ over Dk
 constexpr int kGradTokFloats = 6 * kGradTile + 4 * kGradColGroups * kGradTile + kGradMaxDk;
 
-// The state slices' parts in two stages (kGradMaxDk x 64 each, swizzled, 1024-byte aligned), Q, K (64 x kGradLdK),
-// V, dH (64 x kGradLdV), P and dS's two parts (64 x kGradLdS) as T, and the per-token values: 202,752 bytes for
-// 16-bit inputs (an H100 / H200 block may have 232,448).
+// The state slices' parts in two stages (kGradMaxDk x 64 each, swizzled, 1024-byte aligned), dH (64 x kGradMaxDv,
+// swizzled), Q, K (64 x kGradLdK), V (64 x kGradLdV), P and dS's two parts (64 x kGradLdS) as T, and the per-token
+// values: 201,728 bytes for 16-bit inputs (an H100 / H200 block may have 232,448).
 constexpr size_t chunk_gradients_smem_bytes(size_t elem_bytes) {
   return 1024 +  // slack to align the parts (swizzled, hopper/sw128.cuh)
-         (2 * static_cast<size_t>(kGradTile) * kGradLdK + 2 * static_cast<size_t>(kGradTile) * kGradLdV +
+         (2 * static_cast<size_t>(kGradTile) * kGradLdK + static_cast<size_t>(kGradTile) * kGradLdV +
+          static_cast<size_t>(kGradTile) * kGradMaxDv +  // dH, swizzled (no pad)
           3 * static_cast<size_t>(kGradTile) * kGradLdS +
           kGradSliceStages * kGradStateParts * static_cast<size_t>(kGradMaxDk) * kGradSlice) *
              elem_bytes +
