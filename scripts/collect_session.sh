@@ -14,7 +14,7 @@ if [ -f "$src/check.tgz" ]; then
            sanitizer_memcheck.log sanitizer_racecheck.log test_hw.json; do
     [ -f "$tmp/check/$f" ] && cp "$tmp/check/$f" "$dst/check/"
   done
-  # the grid's failures with their messages (the JSON per shard stays on the machine)
+  # the grid's failures with their messages (the grids' merged JSON stays on the machine)
   grep -h -B1 -A3 "Failure\|FAILED" "$tmp"/check/test_cuda_*.log >"$dst/check/grid_failures.txt" 2>/dev/null || true
 fi
 if [ -f "$src/py.tgz" ]; then

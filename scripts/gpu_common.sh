@@ -22,22 +22,30 @@ triton_main_shape() {
   done
 }
 
-# grid_shards BIN PREFIX: the GPU grid (BIN, a gtest binary) in $(nproc) parallel shards: PREFIX_<i>.json and
-# PREFIX_<i>.log per shard, the logs joined in PREFIX.log; prints "<passed> passed, <failed> failed".
+# grid_shards BIN PREFIX: the GPU grid (BIN, a gtest binary) in $(nproc) parallel shards; the shards' logs joined in
+# PREFIX.log and their JSON merged into PREFIX.json (the per-shard files are written to a temporary folder and
+# removed: the device tool brings back a limited number of files, and 32 shard files per grid crowded out the
+# benchmark's data in one call, bench/NOTES.md v10.3); prints "<passed> passed, <failed> failed".
 grid_shards() {
-  local bin=$1 prefix=$2 n i
+  local bin=$1 prefix=$2 n i tmp
   n=$(nproc)
+  tmp=$(mktemp -d)
   for i in $(seq 0 $((n - 1))); do
-    GTEST_TOTAL_SHARDS=$n GTEST_SHARD_INDEX=$i "$bin" --gtest_brief=1 --gtest_output=json:"${prefix}_$i.json" \
-      >"${prefix}_$i.log" 2>&1 &
+    GTEST_TOTAL_SHARDS=$n GTEST_SHARD_INDEX=$i "$bin" --gtest_brief=1 --gtest_output=json:"$tmp/shard_$i.json" \
+      >"$tmp/shard_$i.log" 2>&1 &
   done
   wait
-  cat "$prefix"_[0-9]*.log >"$prefix.log"
-  python3 - "$prefix" <<'PY'
+  cat "$tmp"/shard_[0-9]*.log >"$prefix.log"
+  python3 - "$tmp" "$prefix.json" <<'PY'
 import glob, json, sys
-t = f = 0
-for p in glob.glob(sys.argv[1] + "_[0-9]*.json"):
-    d = json.load(open(p)); t += d["tests"]; f += d["failures"]
-print(f"{t - f} passed, {f} failed")
+merged = {"tests": 0, "failures": 0, "testsuites": []}
+for p in sorted(glob.glob(sys.argv[1] + "/shard_[0-9]*.json")):
+    d = json.load(open(p))
+    merged["tests"] += d["tests"]
+    merged["failures"] += d["failures"]
+    merged["testsuites"] += d.get("testsuites", [])
+json.dump(merged, open(sys.argv[2], "w"), indent=1)
+print(f"{merged['tests'] - merged['failures']} passed, {merged['failures']} failed")
 PY
+  rm -rf "$tmp"
 }

@@ -395,9 +395,11 @@ __device__ __forceinline__ void store_acc(T* g, int64_t row_stride, const float 
 // (per n-tile: every part's mma into the same accumulator) issued dependent mma back to back; ldmatrix and mma are
 // volatile asm (hw/mma.cuh), so the source order is the issue order. GUARD: skip n-tiles at or past n_live
 // columns (head dims below the tile width), else no per-tile branch.
-template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT, int NPA, int NPB, bool GUARD>
-__device__ __forceinline__ void gemm_parts_body(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0,
-                                                const T* sB, int b_part, int ldb, int K, int n_live) {
+// (load_b_pair(fb0, fb1, p, n0, k0): the B fragments of n-tiles n0, n0 + 8 at k-step k0 from B's part p; hopper/sw128.cuh
+// passes one for swizzled B tiles.)
+template <class T, bool A_K_MAJOR, int NT, int NPA, int NPB, bool GUARD, class LoadBPair>
+__device__ __forceinline__ void gemm_parts_loop(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0,
+                                                LoadBPair load_b_pair, int K, int n_live) {
   static_assert(NT % 2 == 0, "n-tiles in pairs");
 #pragma unroll 1
   for (int k0 = 0; k0 < K; k0 += 16) {
@@ -409,7 +411,7 @@ __device__ __forceinline__ void gemm_parts_body(float (&acc)[NT][4], const T* sA
       FragB<T> fb[NT];
 #pragma unroll
       for (int nt = 0; nt < NT; nt += 2)
-        if (!GUARD || nt * 8 < n_live) load_b2<T, B_K_MAJOR>(fb[nt], fb[nt + 1], sB + p * b_part, ldb, nt * 8, k0);
+        if (!GUARD || nt * 8 < n_live) load_b_pair(fb[nt], fb[nt + 1], p, nt * 8, k0);
 #pragma unroll
       for (int q = 0; q < NPA; ++q)
 #pragma unroll
@@ -417,6 +419,14 @@ __device__ __forceinline__ void gemm_parts_body(float (&acc)[NT][4], const T* sA
           if (!GUARD || nt * 8 < n_live) mma<T>(acc[nt], fa[q], fb[nt]);
     }
   }
+}
+template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT, int NPA, int NPB, bool GUARD>
+__device__ __forceinline__ void gemm_parts_body(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0,
+                                                const T* sB, int b_part, int ldb, int K, int n_live) {
+  gemm_parts_loop<T, A_K_MAJOR, NT, NPA, NPB, GUARD>(
+      acc, sA, a_part, lda, m0,
+      [&](FragB<T>& b0, FragB<T>& b1, int p, int n0, int k0) { load_b2<T, B_K_MAJOR>(b0, b1, sB + p * b_part, ldb, n0, k0); },
+      K, n_live);
 }
 template <class T, bool A_K_MAJOR, bool B_K_MAJOR, int NT, int NPA, int NPB>
 __device__ __forceinline__ void gemm_parts(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0, const T* sB,

@@ -449,6 +449,92 @@ TEST(HwLayer, WgmmaN32RegisterAAndSwizzledBFragments) {
   wgmma_n32_case<__half>();
 }
 
+// chunk_gradients' narrow wgmma with both operands from swizzled shared memory (K-major): the scores' m64n16
+// (B = rows 16..31 of the key tile: the descriptor starts 16 rows in) and the state products' m64n32 (B = rows 32..63).
+template <class T>
+__global__ void wgmma_ss_narrow_kernel(const T* a, const T* b, float* d16, float* d32) {
+#if TFLA_HAS_WGMMA
+  __shared__ __align__(1024) unsigned char sA[64 * 64 * 2];
+  __shared__ __align__(1024) unsigned char sB[64 * 64 * 2];
+  const int tid = threadIdx.x;
+  tc::load_tile_sw128<T, 64, 64, 128>(sA, a, 64, 64, 64, tid);
+  tc::load_tile_sw128<T, 64, 64, 128>(sB, b, 64, 64, 64, tid);
+  tc::hw::cp_async_commit();
+  tc::hw::cp_async_wait<0>();
+  tc::hw::fence_proxy_async_smem();
+  __syncthreads();
+  float acc16[8], acc32[16];
+  for (int i = 0; i < 8; ++i) acc16[i] = 0.f;
+  for (int i = 0; i < 16; ++i) acc32[i] = 0.f;
+  tc::hw::wgmma_fence_operands(acc16);
+  tc::hw::wgmma_fence_operands(acc32);
+  tc::hw::wgmma_fence();
+  const uint32_t a_addr = tc::hw::smem_addr(sA), b_addr = tc::hw::smem_addr(sB);
+  for (int k0 = 0; k0 < 64; k0 += 16) {
+    tc::hw::Wgmma<T, 16>::template ss<0, 0>(acc16, tc::desc_k_major(a_addr, 64, k0),
+                                            tc::desc_k_major(b_addr + 16 * 128, 64, k0), k0 > 0 ? 1 : 0);
+    tc::hw::Wgmma<T, 32>::template ss<0, 0>(acc32, tc::desc_k_major(a_addr, 64, k0),
+                                            tc::desc_k_major(b_addr + 32 * 128, 64, k0), k0 > 0 ? 1 : 0);
+  }
+  tc::hw::wgmma_commit();
+  tc::hw::wgmma_wait<0>();
+  tc::hw::wgmma_fence_operands(acc16);
+  tc::hw::wgmma_fence_operands(acc32);
+  store_wgmma_acc(d16, acc16, 16);
+  store_wgmma_acc(d32, acc32, 32);
+#else
+  __trap();
+#endif
+}
+
+template <class T>
+void wgmma_ss_narrow_case() {
+  const int n = 64 * 64;
+  std::mt19937 rng(777);
+  std::vector<T> ha, hb;
+  std::vector<float> fa, fb;
+  draw(rng, n, ha, fa);
+  draw(rng, n, hb, fb);
+  T *da, *db;
+  float *d16, *d32;
+  ASSERT_EQ(cudaMalloc(&da, n * sizeof(T)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&db, n * sizeof(T)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d16, 64 * 16 * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d32, 64 * 32 * sizeof(float)), cudaSuccess);
+  cudaMemcpy(da, ha.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  cudaMemcpy(db, hb.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  cudaMemset(d16, 0xff, 64 * 16 * sizeof(float));  // NaN poison
+  cudaMemset(d32, 0xff, 64 * 32 * sizeof(float));
+  wgmma_ss_narrow_kernel<T><<<1, 128>>>(da, db, d16, d32);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<float> h16(64 * 16), h32(64 * 32);
+  cudaMemcpy(h16.data(), d16, h16.size() * sizeof(float), cudaMemcpyDeviceToHost);
+  cudaMemcpy(h32.data(), d32, h32.size() * sizeof(float), cudaMemcpyDeviceToHost);
+  for (int width : {16, 32}) {
+    const std::vector<float>& got = width == 16 ? h16 : h32;
+    double worst = 0.0;
+    for (int m = 0; m < 64; ++m)
+      for (int c = 0; c < width; ++c) {  // D = A B^T with B rows width + c (K-major [n][k])
+        double ref = 0.0, mag = 0.0;
+        for (int k = 0; k < 64; ++k) {
+          ref += static_cast<double>(fa[m * 64 + k]) * fb[(width + c) * 64 + k];
+          mag += std::fabs(static_cast<double>(fa[m * 64 + k]) * fb[(width + c) * 64 + k]);
+        }
+        const float x = got[m * width + c];
+        worst = std::isnan(x) ? INFINITY : std::fmax(worst, std::fabs(x - ref) / mag);
+        if (std::isnan(x)) break;
+      }
+    EXPECT_LE(worst, 2e-5) << "m64n" << width;
+  }
+  cudaFree(da); cudaFree(db); cudaFree(d16); cudaFree(d32);
+}
+
+TEST(HwLayer, WgmmaNarrowBothFromSwizzledTiles) {
+  if (!has_sm90()) GTEST_SKIP() << "wgmma needs an sm_90 GPU";
+  wgmma_ss_narrow_case<__nv_bfloat16>();
+  wgmma_ss_narrow_case<__half>();
+}
+
 TEST(HwLayer, NamedBarrierPairs) {
   int* d;
   ASSERT_EQ(cudaMalloc(&d, 256 * sizeof(int)), cudaSuccess);

@@ -13,6 +13,7 @@
 
 #include "cuda/hw/mma.cuh"
 #include "cuda/hw/wgmma.cuh"
+#include "cuda/tiles.cuh"
 
 namespace tfla::cuda {
 
@@ -115,6 +116,18 @@ __device__ __forceinline__ void load_b2_sw128(uint32_t (&b0)[2], uint32_t (&b1)[
   b0[1] = x[1];
   b1[0] = x[2];
   b1[1] = x[3];
+}
+
+// acc (16 x 8 NT) += sum over A's NPA parts of A (rows m0.., K; padded tile, tiles.cuh's load_a) * B (K x 8 NT columns
+// n0.. of a swizzled tile [k][n] of `rows` rows, through load_b2_sw128): tiles.cuh's gemm_parts with B swizzled
+// (chunk_gradients' dS K and dS^T Q). N-tiles at or past n_live columns are skipped.
+template <class T, bool A_K_MAJOR, int NT, int NPA>
+__device__ __forceinline__ void gemm_parts_b_sw128(float (&acc)[NT][4], const T* sA, int a_part, int lda, int m0,
+                                                   const unsigned char* sB, int rows, int n0, int K, int n_live) {
+  gemm_parts_loop<T, A_K_MAJOR, NT, NPA, 1, true>(
+      acc, sA, a_part, lda, m0,
+      [&](FragB<T>& b0, FragB<T>& b1, int, int n, int k0) { load_b2_sw128(b0.r, b1.r, sB, rows, k0, n0 + n); }, K,
+      n_live);
 }
 
 }  // namespace tfla::cuda

@@ -71,7 +71,8 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[R]) {
 // 16 w.., the same layout as mma.sync's), B from shared memory. The accumulator layout per warp: rows 16 w + lane/4
 // (+ 8), columns 8 j + 2 (lane % 4) (+ 1) in registers 4 j + {0, 1} (+ {2, 3}), as mma.sync's per n-tile j.
 template <class T, int N>
-struct Wgmma;  // N = 64 (the Hopper walk), N = 32 (A from registers: chunk_gradients' state products)
+struct Wgmma;  // N = 64 (the Hopper walk, chunk_gradients' dv), N = 32 (chunk_gradients' state products), N = 16
+               // (chunk_gradients' scores: 16 score columns per warpgroup)
 #if TFLA_HAS_WGMMA
 // One definition per shape, instantiated for bf16 and f16 (PTX: the operand type in the instruction name).
 #define TFLA_WGMMA_M64N64(TYPE, PTX) \
@@ -107,6 +108,17 @@ struct Wgmma;  // N = 64 (the Hopper walk), N = 32 (A from registers: chunk_grad
 #define TFLA_WGMMA_M64N32(TYPE, PTX) \
   template <> \
   struct Wgmma<TYPE, 32> { \
+    template <int TA, int TB> \
+    static __device__ __forceinline__ void ss(float (&d)[16], uint64_t da, uint64_t db, int accumulate) { \
+      asm volatile( \
+          "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n" \
+          "wgmma.mma_async.sync.aligned.m64n32k16.f32." PTX "." PTX "\n" \
+          "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15},\n" \
+          "%16, %17, p, 1, 1, %19, %20;\n}\n" \
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]) \
+          : "l"(da), "l"(db), "r"(accumulate), "n"(TA), "n"(TB)); \
+    } \
     template <int TB> \
     static __device__ __forceinline__ void rs(float (&d)[16], const uint32_t (&a)[4], uint64_t db, int accumulate) { \
       asm volatile( \
@@ -119,12 +131,29 @@ struct Wgmma;  // N = 64 (the Hopper walk), N = 32 (A from registers: chunk_grad
           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(accumulate), "n"(TB)); \
     } \
   };
+#define TFLA_WGMMA_M64N16(TYPE, PTX) \
+  template <> \
+  struct Wgmma<TYPE, 16> { \
+    template <int TA, int TB> \
+    static __device__ __forceinline__ void ss(float (&d)[8], uint64_t da, uint64_t db, int accumulate) { \
+      asm volatile( \
+          "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n" \
+          "wgmma.mma_async.sync.aligned.m64n16k16.f32." PTX "." PTX "\n" \
+          "{%0, %1, %2, %3, %4, %5, %6, %7},\n" \
+          "%8, %9, p, 1, 1, %11, %12;\n}\n" \
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]) \
+          : "l"(da), "l"(db), "r"(accumulate), "n"(TA), "n"(TB)); \
+    } \
+  };
 TFLA_WGMMA_M64N64(__nv_bfloat16, "bf16")
 TFLA_WGMMA_M64N64(__half, "f16")
 TFLA_WGMMA_M64N32(__nv_bfloat16, "bf16")
 TFLA_WGMMA_M64N32(__half, "f16")
+TFLA_WGMMA_M64N16(__nv_bfloat16, "bf16")
+TFLA_WGMMA_M64N16(__half, "f16")
 #undef TFLA_WGMMA_M64N64
 #undef TFLA_WGMMA_M64N32
+#undef TFLA_WGMMA_M64N16
 #endif
 
 }  // namespace tfla::cuda::hw

@@ -15,16 +15,18 @@
 //   sums of A -- the same quantities, in the same roles, as chunk_tiles' kDq / kDk (one computation of dS serves
 //   both, so its rounding cancels exactly in d phi = revcumsum(q.dq - k.dk)).
 //
-// Pipeline: q, k, v, dh of the chunk land in shared memory once (cp.async). The states, stored by the recurrences
-// as 2 parts of T (hi + lo, ~2^-17 relative for bf16), stream through in 64-column Dv slices: C^_c (dq), then
-// dC^_{c+1} (dk and the matching 64 columns of dv). Per slice:
+// Pipeline: q, k, v, dh of the chunk land in shared memory once (cp.async, 128-byte swizzled: wgmma reads the scores'
+// operands, the state products' A and dv's operands from there; dS K and dS^T Q stay on mma.sync). The states, stored
+// by the recurrences as 2 parts of T (hi + lo, ~2^-17 relative for bf16), stream through in 64-column Dv slices: C^_c
+// (dq), then dC^_{c+1} (dk and the matching 64 columns of dv). Per slice:
 //   wait for slice j (its stage) | barrier | queue slice j + 1's cp.async into the other stage | slice j's products
-// so each slice's load overlaps the previous slice's products.
+// so each slice's load overlaps the previous slice's products. With Args::dk_inter (dk's inter-chunk term from the dk
+// kernel) dv's 1-part dC^ slices land all at once instead.
 //
 // Warps: w = 0..15, row group rg = w % 4 (tokens 16 rg ..), column group cg = w / 4 = warpgroup (score columns
 // 16 cg .., Dk columns 32 cg .. of dq / dk; dv's slice cg on wgmma, all 64 rows x 64 columns, by the warpgroup).
 // Limits (dispatch.cu runs the per-role kernels otherwise): 16-bit inputs, L = 64, Dk <= 128, Dv <= 256, and the
-// 203 KB of shared memory of chunk_gradients_config.hpp (sm_90).
+// 199 KB of shared memory of chunk_gradients_config.hpp (sm_90).
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 #include <cfloat>
@@ -39,13 +41,13 @@ namespace tfla::cuda {
 template <class T>
 __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a) {
 #if !TFLA_HAS_WGMMA
-  // sm_90a only (wgmma; 203 KB of shared memory per block, more than sm_80 / sm_86 / sm_89 can give): dispatch.cu
+  // sm_90a only (wgmma; 199 KB of shared memory per block, more than sm_80 / sm_86 / sm_89 can give): dispatch.cu
   // never picks this kernel elsewhere (the per-role kernels run); its build there would only cost compile time.
   __trap();
 #else
   // ---- configuration -------------------------------------------------------------------------------
   static_assert(kGradTile == kTile && kGradLdS == kLd, "the chunk is one of tiles.cuh's 64-token tiles");
-  constexpr int kLdK = kGradLdK, kLdV = kGradLdV, kLdS = kGradLdS, CG = kGradColGroups;
+  constexpr int kLdS = kGradLdS, CG = kGradColGroups;
   constexpr int kPartBytes = kGradMaxDk * kGradSlice * 2;  // one part of a state slice: [dk][dv - v0], swizzled
   // Columns per warp: of the 64 score columns, of the 128 Dk columns (dq, dk).
   constexpr int kScoreCols = kTile / CG, kDkCols = kGradMaxDk / CG;
@@ -56,13 +58,14 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   // by wgmma (K-major: dq's and dk's C^T / dC^T; MN-major: dv's dC).
   unsigned char* const sCp = smem_raw + ((1024u - (hw::smem_addr(smem_raw) & 1023u)) & 1023u);
   auto part = [&](int j, int p) { return sCp + ((j & 1) * kGradStateParts + p) * kPartBytes; };  // slice j's part p
-  // dH [token][dv] in the 128-byte swizzle (panels of 64 Dv columns, 1024-byte aligned): the MN-major B operand of
-  // dv's P^T dH on wgmma, and the A operand of S_dv = dH V^T and dq's state product by ldmatrix.
+  // The chunk's rows in the 128-byte swizzle (panels of 64 columns, each 1024-byte aligned), so that wgmma reads them:
+  // dH [token][dv] (A of S_dv = dH V^T, K-major; B of dv's P^T dH, MN-major), Q, K [token][dk] (A and B of S_qk =
+  // Q K^T), V [token][dv] (B of S_dv). ldmatrix reads them too (load_a_sw128, load_b2_sw128).
   unsigned char* const sDH = sCp + kGradSliceStages * kGradStateParts * kPartBytes;
-  T* const sQ = reinterpret_cast<T*>(sDH + kTile * kGradMaxDv * sizeof(T));  // [token][dk]
-  T* const sK = sQ + kTile * kLdK;                // [token][dk]
-  T* const sV = sK + kTile * kLdK;                // [token][dv]
-  T* const sP = sV + kTile * kLdV;                // P [tau][sigma]
+  unsigned char* const sQ = sDH + kTile * kGradMaxDv * sizeof(T);
+  unsigned char* const sK = sQ + kTile * kGradMaxDk * sizeof(T);
+  unsigned char* const sV = sK + kTile * kGradMaxDk * sizeof(T);
+  T* const sP = reinterpret_cast<T*>(sV + kTile * kGradMaxDv * sizeof(T));  // P [tau][sigma]
   T* const sDS = sP + kTile * kLdS;               // dS [tau][sigma], 2 parts (hi at sDS, lo at sDS + kTile * kLdS)
   float* const sB = reinterpret_cast<float*>(sDS + 2 * kTile * kLdS);  // per token: b, iota, m, 1 / (den + eps)
   float* const sIota = sB + kTile;
@@ -80,7 +83,7 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   const int c = blockIdx.x, bh = blockIdx.y, b = bh / a.H, h = bh % a.H;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, rg = warp & 3, cg = warp >> 2;
   const int t0 = c * kTile, ntok = min(kTile, a.S - t0);
-  const int dk16 = cdiv(a.Dk, 16) * 16, dv16 = cdiv(a.Dv, 16) * 16, nvs = cdiv(a.Dv, kGradSlice);
+  const int nvs = cdiv(a.Dv, kGradSlice);
   const int dk_live = a.Dk - kDkCols * cg;  // this warp's live dq / dk columns (<= 0: none)
   const int64_t tok0 = static_cast<int64_t>(bh) * a.S;
   const int64_t slot = static_cast<int64_t>(bh) * (a.NC + 1) + c;
@@ -93,16 +96,14 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
 
   // ---- loads: the chunk's q, k, v, dh (zero past S and past the head dims), the first state slice ----
   {
-    auto rows = [&](const tfla_tensor& t, T* dst, int ld, int width) {
-      const T* src = static_cast<const T*>(t.data) + off4(t, b, h, t0, 0);
-      for (int d0 = 0; d0 < width; d0 += 128)
-        load_tile_async_ld<T, 128, kGradThreads>(dst + d0, ld, src + d0, t.stride[2], ntok, min(128, width - d0));
+    auto rows = [&](const tfla_tensor& t, unsigned char* dst, int width, auto cols) {
+      load_tile_sw128<T, kTile, decltype(cols)::value, kGradThreads>(
+          dst, static_cast<const T*>(t.data) + off4(t, b, h, t0, 0), t.stride[2], ntok, width, tid);
     };
-    rows(a.q, sQ, kLdK, a.Dk);
-    rows(a.k, sK, kLdK, a.Dk);
-    rows(a.v, sV, kLdV, a.Dv);
-    load_tile_sw128<T, kTile, kGradMaxDv, kGradThreads>(sDH, static_cast<const T*>(a.dh.data) + off4(a.dh, b, h, t0, 0),
-                                                        a.dh.stride[2], ntok, a.Dv, tid);
+    rows(a.q, sQ, a.Dk, std::integral_constant<int, kGradMaxDk>{});
+    rows(a.k, sK, a.Dk, std::integral_constant<int, kGradMaxDk>{});
+    rows(a.v, sV, a.Dv, std::integral_constant<int, kGradMaxDv>{});
+    rows(a.dh, sDH, a.Dv, std::integral_constant<int, kGradMaxDv>{});
   }
   // Slice j < nvs: columns 64 j.. of C^_c; j >= nvs: columns 64 (j - nvs).. of dC^_{c+1}; its parts straight into
   // stage j % 2 (rows >= Dk and columns >= Dv as zeros). v6 streamed fp32 slices through one staging buffer and split
@@ -176,25 +177,37 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     sDn[d] = (d < a.Dk && dkdv_inter) ? a.dnstates[(slot + 1) * a.Dk + d] : 0.f;  // dn^_NC = 0 when not stored
   }
   hw::cp_async_wait<0>();
+  hw::fence_proxy_async_smem();  // the rows' cp.async writes, for wgmma's reads
   __syncthreads();
 
   // ---- scores, once: rows tau = 16 rg.., columns sigma = kScoreCols cg.. ------------------------------
   {
+    // On wgmma, warpgroup cg: S_qk and S_dv's 64 rows x 16 columns 16 cg.. as m64n16 accumulators (per warp the layout
+    // of float[NS][4]), both operands K-major from the swizzled rows (B: 16 rows in). v9 ran them on mma.sync, each of
+    // the 4 warps of a row group loading the same A fragments: 18% of the kernel's stall samples (NOTES v10).
+    static_assert(NS == 2 && kScoreCols == 16, "one m64n16 accumulator per warpgroup");
     float sqk[NS][4], sdv[NS][4];
-    zero(sqk);
-    zero(sdv);
-    gemm_parts<T, true, true, NS, 1, 1>(sqk, sQ, 0, kLdK, 16 * rg, sK + kScoreCols * cg * kLdK, 0, kLdK, dk16, kScoreCols);
-    // S_dv = dH V^T: A = dH rows from the swizzled tile, B = V rows (gemm_parts' loop, A by load_a_sw128)
-#pragma unroll 1
-    for (int k0 = 0; k0 < dv16; k0 += 16) {
-      FragA<T> fa;
-      FragB<T> fb[NS];
-      load_a_sw128(fa.r, sDH, kTile, 16 * rg, k0);
+    float (&sqk_wg)[8] = reinterpret_cast<float (&)[8]>(sqk);
+    float (&sdv_wg)[8] = reinterpret_cast<float (&)[8]>(sdv);
+    const uint32_t q_addr = hw::smem_addr(sQ), k_addr = hw::smem_addr(sK) + kScoreCols * cg * 128;
+    const uint32_t dh_addr = hw::smem_addr(sDH), v_addr = hw::smem_addr(sV) + kScoreCols * cg * 128;
+    hw::wgmma_fence_operands(sqk_wg);
+    hw::wgmma_fence_operands(sdv_wg);
+    hw::wgmma_fence();
+    // Over the whole tile width (columns >= Dk / Dv are zeros): a loop bounded by the head dims made ptxas put a
+    // warpgroup.arrive before every wgmma (C7519) for the accumulators carried around the loop.
 #pragma unroll
-      for (int nt = 0; nt < NS; nt += 2) load_b2<T, true>(fb[nt], fb[nt + 1], sV + kScoreCols * cg * kLdV, kLdV, nt * 8, k0);
+    for (int k0 = 0; k0 < kGradMaxDk; k0 += 16)
+      hw::Wgmma<T, 16>::template ss<0, 0>(sqk_wg, desc_k_major(q_addr, kTile, k0), desc_k_major(k_addr, kTile, k0),
+                                          k0 > 0 ? 1 : 0);
 #pragma unroll
-      for (int nt = 0; nt < NS; ++nt) mma<T>(sdv[nt], fa, fb[nt]);
-    }
+    for (int k0 = 0; k0 < kGradMaxDv; k0 += 16)
+      hw::Wgmma<T, 16>::template ss<0, 0>(sdv_wg, desc_k_major(dh_addr, kTile, k0), desc_k_major(v_addr, kTile, k0),
+                                          k0 > 0 ? 1 : 0);
+    hw::wgmma_commit();
+    hw::wgmma_wait<0>();
+    hw::wgmma_fence_operands(sqk_wg);
+    hw::wgmma_fence_operands(sdv_wg);
     float row_a[2] = {0.f, 0.f}, col_a[NS][2];
 #pragma unroll
     for (int nt = 0; nt < NS; ++nt) {
@@ -251,13 +264,14 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
     hw::cp_async_commit();
   };
   // The gate dot of this warp's Dk columns: sum over them of acc * the rows' own q (dq) or k (dk).
-  auto group_dot = [&](const float (&acc)[NK][4], const T* sRows, float* dst) {
+  auto group_dot = [&](const float (&acc)[NK][4], const unsigned char* sRows, float* dst) {
     float d[2] = {0.f, 0.f};
 #pragma unroll
     for (int nt = 0; nt < NK; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e)
-        d[e >> 1] += acc[nt][e] * to_float<T>(sRows[acc_row(rg, e) * kLdK + kDkCols * cg + acc_col(nt, e)]);
+        d[e >> 1] += acc[nt][e] * to_float<T>(*reinterpret_cast<const T*>(
+                                      sRows + sw128_offset(kTile, acc_row(rg, e), kDkCols * cg + acc_col(nt, e))));
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       d[i] += __shfl_xor_sync(0xffffffffu, d[i], 1);
@@ -273,31 +287,25 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   };
 
   float acc[NK][4];  // dq, then dk: rows 16 rg.., Dk columns kDkCols cg..
-  // The state products (3 parts) on wgmma: warpgroup cg (warps 4 cg .. 4 cg + 3 = row groups 0..3) computes the 64 rows
-  // x kDkCols columns of acc as one m64n32 accumulator, whose per-warp layout is acc's. A (dH or V, 64 columns of the
-  // slice) from registers, B = the parts' rows kDkCols cg.. (K-major). v4's mma.sync form spent 65% of the kernel's
-  // mma and most of its fragment loads here (bench/NOTES.md v4, v6).
+  // The state products (2 parts) on wgmma: warpgroup cg (warps 4 cg .. 4 cg + 3 = row groups 0..3) computes the 64 rows
+  // x kDkCols columns of acc as one m64n32 accumulator, whose per-warp layout is acc's. A = dH or V (64 columns of the
+  // slice, K-major from the swizzled rows), B = the parts' rows kDkCols cg.. (K-major). v4's mma.sync form spent 65% of
+  // the kernel's mma and most of its fragment loads here (bench/NOTES.md v4, v6); v10.1 loaded A by ldmatrix.
   static_assert(kDkCols == 32 && NK == 4, "one m64n32 accumulator per warpgroup");
   float (&acc_wg)[16] = reinterpret_cast<float (&)[16]>(acc);
-  // (A: dH's slice j - for dq - from the swizzled tile, or V's - for dk - from the padded rows)
+  // (A: dH's slice j for dq, V's for dk, both from the swizzled rows)
   auto state_product = [&](int j, bool a_is_dh) {
-    FragA<T> fa[kGradSlice / 16];
     const int v0 = (j < nvs ? j : j - nvs) * kGradSlice;
-#pragma unroll
-    for (int k = 0; k < kGradSlice / 16; ++k) {
-      if (a_is_dh)
-        load_a_sw128(fa[k].r, sDH, kTile, 16 * rg, v0 + 16 * k);
-      else
-        load_a<T, true>(fa[k], sV + v0, kLdV, 16 * rg, 16 * k);
-    }
+    const uint32_t a_addr = hw::smem_addr(a_is_dh ? sDH : sV);
     hw::wgmma_fence_operands(acc_wg);
     hw::wgmma_fence();
 #pragma unroll
     for (int k = 0; k < kGradSlice / 16; ++k)
 #pragma unroll
       for (int p = 0; p < kGradStateParts; ++p)
-        hw::Wgmma<T, 32>::template rs<0>(
-            acc_wg, fa[k].r, desc_k_major(hw::smem_addr(part(j, p)) + kDkCols * cg * 128, kGradMaxDk, 16 * k), 1);
+        hw::Wgmma<T, 32>::template ss<0, 0>(
+            acc_wg, desc_k_major(a_addr, kTile, v0 + 16 * k),
+            desc_k_major(hw::smem_addr(part(j, p)) + kDkCols * cg * 128, kGradMaxDk, 16 * k), 1);
     hw::wgmma_commit();
   };
   auto state_product_done = [&]() {
@@ -306,10 +314,11 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   };
   // dq's and dk's tail once acc holds the row-scaled inter-chunk term: the rows' gate dot (q.dq or k.dk), the
   // intra-chunk term (dS K for dq: A = dS; dS^T Q for dk: A = dS^T, the same tile read transposed), scale, store.
-  auto finish_rows = [&](auto ds_k_major, const T* sRows, float* dot_dst, const T* sPartner, const tfla_tensor& out) {
+  auto finish_rows = [&](auto ds_k_major, const unsigned char* sRows, float* dot_dst, const unsigned char* sPartner,
+                         const tfla_tensor& out) {
     group_dot(acc, sRows, dot_dst);
-    gemm_parts<T, decltype(ds_k_major)::value, false, NK, 2, 1>(acc, sDS, kTile * kLdS, kLdS, 16 * rg,
-                                                                 sPartner + kDkCols * cg, 0, kLdK, kTile, dk_live);
+    gemm_parts_b_sw128<T, decltype(ds_k_major)::value, NK, 2>(acc, sDS, kTile * kLdS, kLdS, 16 * rg, sPartner, kTile,
+                                                               kDkCols * cg, kTile, dk_live);
     if (out.data) {
       scale_by(acc, a.scale);
       store_acc<T, NK>(static_cast<T*>(out.data) + off4(out, b, h, t0, kDkCols * cg), out.stride[2], acc, rg, ntok,
@@ -339,22 +348,20 @@ __global__ void __launch_bounds__(kGradThreads, 1) chunk_gradients_kernel(Args a
   // dk's inter-chunk term V dC^T (all warpgroups, slice by slice) and dv, 64 columns per slice, on wgmma by warpgroup
   // j % 4 (Dv <= 256: one slice each):
   //   dv_j = diag(e^{a - m^_{c+1}}) K dC_j (1 part: chunk_tiles' kDv passes the rule with 1)  +  P^T dH_j
-  // K dC_j: A = K rows (ldmatrix, padded), B = part 0 of the slice [dk][64] (MN-major); P^T dH_j: A = P^T
+  // K dC_j: A = K (K-major, swizzled), B = part 0 of the slice [dk][64] (MN-major); P^T dH_j: A = P^T
   // (ldmatrix.trans, padded), B = dH's panel j (MN-major). v8's form ran both on mma.sync in every warp, 16 x 16 per
   // warp, with an ldmatrix per mma: ~16% of chunk_gradients' stall samples (ncu source counters,
   // bench/results/2026-11-26-h100-v8/v8.1; bench/NOTES.md v10).
   float dv_acc[32];  // m64n64: rows 16 rg.., the slice's 64 columns in 8 n-tiles (the layout of float[8][4])
   auto dv_slice = [&](int j, bool inter) {
     if (inter) {
-      FragA<T> fk[kGradMaxDk / 16];
-#pragma unroll
-      for (int k = 0; k < kGradMaxDk / 16; ++k) load_a<T, true>(fk[k], sK, kLdK, 16 * rg, 16 * k);
       hw::wgmma_fence_operands(dv_acc);
       hw::wgmma_fence();
 #pragma unroll
       for (int k = 0; k < kGradMaxDk / 16; ++k)  // (K's columns >= Dk and the part's rows >= Dk are zeros)
-        hw::Wgmma<T, 64>::template rs<1>(
-            dv_acc, fk[k].r, desc_mn_major(hw::smem_addr(dv_part(j)), kGradMaxDk, 0, 16 * k), k > 0 ? 1 : 0);
+        hw::Wgmma<T, 64>::template ss<0, 1>(dv_acc, desc_k_major(hw::smem_addr(sK), kTile, 16 * k),
+                                            desc_mn_major(hw::smem_addr(dv_part(j)), kGradMaxDk, 0, 16 * k),
+                                            k > 0 ? 1 : 0);
       hw::wgmma_commit();
       hw::wgmma_wait<0>();
       hw::wgmma_fence_operands(dv_acc);

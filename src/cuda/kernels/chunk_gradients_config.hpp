@@ -13,8 +13,6 @@ constexpr int kGradColGroups = kGradThreads / 128;
 constexpr int kGradTile = 64;      // the chunk: L = 64 tokens, one tile (larger L runs the per-role kernels)
 constexpr int kGradMaxDk = 128;    // q, k and the state slices are held over the whole Dk
 constexpr int kGradMaxDv = 256;    // v and dh are held over the whole Dv
-constexpr int kGradLdK = kGradMaxDk + 8;  // shared row lengths (elements): the 16-byte pad spreads ldmatrix rows
-constexpr int kGradLdV = kGradMaxDv + 8;
 constexpr int kGradLdS = kGradTile + 8;   // 64-wide tiles: P, dS, state slice parts
 constexpr int kGradSlice = 64;     // Dv columns of the fp32 state per pipeline step
 // The states arrive split into 2 parts of T (hi, lo: ~2^-17 relative for bf16; Args::split_states, stored so by the
@@ -27,13 +25,12 @@ constexpr int kGradSliceStages = 2;
 // the two inter-chunk dots; dn^ over Dk
 constexpr int kGradTokFloats = 6 * kGradTile + 4 * kGradColGroups * kGradTile + kGradMaxDk;
 
-// The state slices' parts in two stages (kGradMaxDk x 64 each, swizzled, 1024-byte aligned), dH (64 x kGradMaxDv,
-// swizzled), Q, K (64 x kGradLdK), V (64 x kGradLdV), P and dS's two parts (64 x kGradLdS) as T, and the per-token
-// values: 201,728 bytes for 16-bit inputs (an H100 / H200 block may have 232,448).
+// The state slices' parts in two stages (kGradMaxDk x 64 each), dH, V (64 x kGradMaxDv), Q, K (64 x kGradMaxDk), all
+// swizzled (1024-byte aligned panels), P and dS's two parts (64 x kGradLdS) as T, and the per-token values: 198,656
+// bytes for 16-bit inputs (an H100 / H200 block may have 232,448).
 constexpr size_t chunk_gradients_smem_bytes(size_t elem_bytes) {
   return 1024 +  // slack to align the parts (swizzled, hopper/sw128.cuh)
-         (2 * static_cast<size_t>(kGradTile) * kGradLdK + static_cast<size_t>(kGradTile) * kGradLdV +
-          static_cast<size_t>(kGradTile) * kGradMaxDv +  // dH, swizzled (no pad)
+         (2 * static_cast<size_t>(kGradTile) * kGradMaxDk + 2 * static_cast<size_t>(kGradTile) * kGradMaxDv +
           3 * static_cast<size_t>(kGradTile) * kGradLdS +
           kGradSliceStages * kGradStateParts * static_cast<size_t>(kGradMaxDk) * kGradSlice) *
              elem_bytes +
