@@ -71,6 +71,25 @@ void draw(std::mt19937& rng, int n, std::vector<T>& h, std::vector<float>& f) {
   }
 }
 
+// Two random 64 x 64 tiles of T on the device (a, b) and their exact values as float on the host (fa, fb).
+template <class T>
+struct RandomTilePair {
+  static constexpr int n = 64 * 64;
+  std::vector<float> fa, fb;
+  T *a = nullptr, *b = nullptr;
+  explicit RandomTilePair(unsigned seed) {
+    std::mt19937 rng(seed);
+    std::vector<T> ha, hb;
+    draw(rng, n, ha, fa);
+    draw(rng, n, hb, fb);
+    if (cudaMalloc(&a, n * sizeof(T)) != cudaSuccess || cudaMalloc(&b, n * sizeof(T)) != cudaSuccess) return;
+    cudaMemcpy(a, ha.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+    cudaMemcpy(b, hb.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  bool ok() const { return a && b; }
+  ~RandomTilePair() { cudaFree(a); cudaFree(b); }
+};
+
 template <class T, bool A_KM, bool B_KM, bool PAIRS = false>
 void run_case(int rows, int cols) {
   const int n = tc::kTile * tc::kTile;
@@ -386,25 +405,18 @@ __global__ void wgmma_n32_kernel(const T* a, const T* b, float* d, float* d2, fl
 
 template <class T>
 void wgmma_n32_case() {
-  const int n = 64 * 64;
-  std::mt19937 rng(4242);
-  std::vector<T> ha, hb;
-  std::vector<float> fa, fb;
-  draw(rng, n, ha, fa);
-  draw(rng, n, hb, fb);
-  T *da, *db;
+  const RandomTilePair<T> tiles(4242);
+  ASSERT_TRUE(tiles.ok());
+  const int n = tiles.n;
+  const std::vector<float>&fa = tiles.fa, &fb = tiles.fb;
   float *dd, *dd2, *dd3;
-  ASSERT_EQ(cudaMalloc(&da, n * sizeof(T)), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&db, n * sizeof(T)), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&dd, 64 * 32 * sizeof(float)), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&dd2, n * sizeof(float)), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&dd3, n * sizeof(float)), cudaSuccess);
-  cudaMemcpy(da, ha.data(), n * sizeof(T), cudaMemcpyHostToDevice);
-  cudaMemcpy(db, hb.data(), n * sizeof(T), cudaMemcpyHostToDevice);
   cudaMemset(dd, 0xff, 64 * 32 * sizeof(float));
   cudaMemset(dd2, 0xff, n * sizeof(float));
   cudaMemset(dd3, 0xff, n * sizeof(float));
-  wgmma_n32_kernel<T><<<1, 128>>>(da, db, dd, dd2, dd3);
+  wgmma_n32_kernel<T><<<1, 128>>>(tiles.a, tiles.b, dd, dd2, dd3);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   std::vector<float> hd(64 * 32), hd2(n), hd3(n);
   cudaMemcpy(hd.data(), dd, hd.size() * sizeof(float), cudaMemcpyDeviceToHost);
@@ -440,7 +452,7 @@ void wgmma_n32_case() {
   EXPECT_LE(worst, 2e-5);
   EXPECT_LE(worst2, 2e-5);
   EXPECT_LE(worst3, 2e-5);
-  cudaFree(da); cudaFree(db); cudaFree(dd); cudaFree(dd2); cudaFree(dd3);
+  cudaFree(dd); cudaFree(dd2); cudaFree(dd3);
 }
 
 TEST(HwLayer, WgmmaN32RegisterAAndSwizzledBFragments) {
@@ -489,23 +501,15 @@ __global__ void wgmma_ss_narrow_kernel(const T* a, const T* b, float* d16, float
 
 template <class T>
 void wgmma_ss_narrow_case() {
-  const int n = 64 * 64;
-  std::mt19937 rng(777);
-  std::vector<T> ha, hb;
-  std::vector<float> fa, fb;
-  draw(rng, n, ha, fa);
-  draw(rng, n, hb, fb);
-  T *da, *db;
+  const RandomTilePair<T> tiles(777);
+  ASSERT_TRUE(tiles.ok());
+  const std::vector<float>&fa = tiles.fa, &fb = tiles.fb;
   float *d16, *d32;
-  ASSERT_EQ(cudaMalloc(&da, n * sizeof(T)), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&db, n * sizeof(T)), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&d16, 64 * 16 * sizeof(float)), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&d32, 64 * 32 * sizeof(float)), cudaSuccess);
-  cudaMemcpy(da, ha.data(), n * sizeof(T), cudaMemcpyHostToDevice);
-  cudaMemcpy(db, hb.data(), n * sizeof(T), cudaMemcpyHostToDevice);
   cudaMemset(d16, 0xff, 64 * 16 * sizeof(float));  // NaN poison
   cudaMemset(d32, 0xff, 64 * 32 * sizeof(float));
-  wgmma_ss_narrow_kernel<T><<<1, 128>>>(da, db, d16, d32);
+  wgmma_ss_narrow_kernel<T><<<1, 128>>>(tiles.a, tiles.b, d16, d32);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   std::vector<float> h16(64 * 16), h32(64 * 32);
   cudaMemcpy(h16.data(), d16, h16.size() * sizeof(float), cudaMemcpyDeviceToHost);
@@ -526,7 +530,7 @@ void wgmma_ss_narrow_case() {
       }
     EXPECT_LE(worst, 2e-5) << "m64n" << width;
   }
-  cudaFree(da); cudaFree(db); cudaFree(d16); cudaFree(d32);
+  cudaFree(d16); cudaFree(d32);
 }
 
 TEST(HwLayer, WgmmaNarrowBothFromSwizzledTiles) {
